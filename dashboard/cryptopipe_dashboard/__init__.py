@@ -1,0 +1,1 @@
+"""cryptopipe dashboard: Streamlit app for candles, forecasts and pipelines."""

@@ -1,0 +1,1 @@
+"""cryptopipe jobs: producer, Spark aggregation, sinks, training and prediction."""

@@ -1,0 +1,1 @@
+"""cryptopipe forecasting: features, LSTM, baselines, evaluation, model registry."""

@@ -1,0 +1,1 @@
+"""cryptopipe operator: reconciles CryptoPipeline resources with kopf."""

@@ -1,0 +1,1 @@
+"""cryptopipe contracts: Avro schemas, the CryptoPipeline spec model and codec helpers."""

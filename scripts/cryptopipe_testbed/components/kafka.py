@@ -1,0 +1,118 @@
+"""Apache Kafka, single node in KRaft mode (broker and controller in one JVM)."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from pathlib import Path
+
+from cryptopipe_testbed import maven, paths, process, versions
+from cryptopipe_testbed.components.base import Component, Health
+
+HOST = "127.0.0.1"
+BROKER_PORT = 19092
+CONTROLLER_PORT = 19093
+DAEMON = "kafka"
+READY_LINE = b"Kafka Server started"
+
+LOG4J2_CONFIG = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="WARN">
+  <Appenders>
+    <Console name="stdout" target="SYSTEM_OUT">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+    </Console>
+  </Appenders>
+  <Loggers>
+    <Logger name="kafka" level="INFO"/>
+    <Logger name="org.apache.kafka" level="WARN"/>
+    <Root level="WARN"><AppenderRef ref="stdout"/></Root>
+  </Loggers>
+</Configuration>
+"""
+
+
+def server_properties(data_dir: Path) -> str:
+    # Topic auto-creation is off: our code creates its topics, as a Strimzi KafkaTopic would.
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.bootstrap.servers": f"{HOST}:{CONTROLLER_PORT}",
+        "listeners": f"PLAINTEXT://{HOST}:{BROKER_PORT},CONTROLLER://{HOST}:{CONTROLLER_PORT}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{BROKER_PORT}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data_dir),
+        "num.partitions": "1",
+        "auto.create.topics.enable": "false",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "4",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+class Kafka(Component):
+    name = "kafka"
+    version = versions.KAFKA
+
+    @property
+    def lib(self) -> Path:
+        return paths.component_cache("kafka", self.version) / "lib"
+
+    def install(self) -> None:
+        maven.copy_dependencies(
+            "kafka.xml", self.lib,
+            {"kafka.version": self.version, "log4j.version": versions.LOG4J},
+        )
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        run = paths.component_run(self.name)
+        return [
+            "java", "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            f"-Dlog4j2.configurationFile={run / 'log4j2.xml'}",
+            "-cp", f"{self.lib}/*", main, *args,
+        ]
+
+    def start(self) -> None:
+        run = paths.component_run(self.name)
+        data = run / "data"
+        config = run / "server.properties"
+        config.write_text(server_properties(data))
+        (run / "log4j2.xml").write_text(LOG4J2_CONFIG)
+        if not (data / "meta.properties").exists():
+            process.run(
+                self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(),
+                           "-c", str(config), "--standalone"),
+                log=paths.log_dir() / "kafka-format.log",
+            )
+        process.start(process.Daemon(DAEMON, self._java("kafka.Kafka", str(config))))
+        process.wait_until(lambda: self.health().healthy, what="kafka", logs=[DAEMON], timeout=90)
+
+    def stop(self) -> None:
+        process.stop(DAEMON)
+
+    def health(self) -> Health:
+        if process.running_pid(DAEMON) is None:
+            return Health(False, "not running")
+        if not process.port_open(HOST, BROKER_PORT):
+            return Health(False, "broker port closed")
+        if READY_LINE not in process.log_path(DAEMON).read_bytes():
+            return Health(False, "starting")
+        return Health(True, "broker and controller up")
+
+    def address(self) -> str:
+        return f"{HOST}:{BROKER_PORT}"
+
+    def env(self) -> dict[str, str]:
+        return {"CRYPTOPIPE_KAFKA_BOOTSTRAP": self.address()}
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -1,0 +1,49 @@
+"""Session fixtures that reuse a running test bed or start just the components a test needs.
+
+A component this session started is stopped at the end of the session; one that was already
+running (`scripts/testbed up`) is left running. A component that cannot start fails the test
+with its log tail: integration tests never skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from cryptopipe_testbed import process
+from cryptopipe_testbed.components import BY_NAME, with_requirements
+
+
+class TestbedSession:
+    """Starts components on demand, once per pytest session."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.ready: set[str] = set()
+
+    def ensure(self, *names: str) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for component in with_requirements(list(names)):
+            if component.name not in self.ready:
+                component.install()
+                if not component.health().healthy:
+                    try:
+                        component.stop()  # a process that runs but does not serve
+                        component.start()
+                    except process.StartError as error:
+                        pytest.fail(f"test bed component {component.name} did not start:\n{error}")
+                    self.started.append(component.name)
+                self.ready.add(component.name)
+            env.update(component.env())
+        return env
+
+    def stop_started(self) -> None:
+        for name in reversed(self.started):
+            BY_NAME[name].stop()
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Iterator[TestbedSession]:
+    session = TestbedSession()
+    yield session
+    session.stop_started()
