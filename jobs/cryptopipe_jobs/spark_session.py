@@ -1,0 +1,63 @@
+"""SparkSession settings for our jobs: the connector jars, HDFS, and the Hive metastore."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    app_name: str
+    master: str = "local[2]"
+    jars: Sequence[str] = ()
+    default_fs: str | None = None
+    hive_metastore_uri: str | None = None
+    warehouse_dir: str | None = None
+    driver_memory: str = "1g"
+    shuffle_partitions: int = 2
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def session_config(settings: SparkSettings) -> dict[str, str]:
+    """The `spark.*` settings for a session; pure, so that it can be checked without a JVM."""
+    config = {
+        "spark.master": settings.master,
+        "spark.app.name": settings.app_name,
+        "spark.driver.memory": settings.driver_memory,
+        "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.enabled": "false",
+    }
+    if settings.master.startswith("local"):
+        # Otherwise Spark binds to the machine's external address.
+        config["spark.driver.host"] = "127.0.0.1"
+        config["spark.driver.bindAddress"] = "127.0.0.1"
+    if settings.jars:
+        config["spark.jars"] = ",".join(settings.jars)
+    if settings.default_fs:
+        config["spark.hadoop.fs.defaultFS"] = settings.default_fs
+        # DataNodes register by name; the name they advertise is the one to dial.
+        config["spark.hadoop.dfs.client.use.datanode.hostname"] = "true"
+    if settings.hive_metastore_uri:
+        config["spark.sql.catalogImplementation"] = "hive"
+        config["spark.hadoop.hive.metastore.uris"] = settings.hive_metastore_uri
+    if settings.warehouse_dir:
+        config["spark.sql.warehouse.dir"] = settings.warehouse_dir
+    config.update(settings.extra)
+    return config
+
+
+def create_session(settings: SparkSettings) -> SparkSession:
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder
+    for key, value in session_config(settings).items():
+        builder = builder.config(key, value)
+    if settings.hive_metastore_uri:
+        builder = builder.enableHiveSupport()
+    return builder.getOrCreate()
