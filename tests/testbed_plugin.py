@@ -7,11 +7,19 @@ with its log tail: integration tests never skip.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+from cryptopipe_jobs.spark_session import create_session
 from cryptopipe_testbed import process
 from cryptopipe_testbed.components import BY_NAME, with_requirements
+from spark_support import testbed_spark_settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 class TestbedSession:
@@ -47,3 +55,27 @@ def testbed() -> Iterator[TestbedSession]:
     session = TestbedSession()
     yield session
     session.stop_started()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(testbed: TestbedSession) -> str:
+    return testbed.ensure("kafka")["CRYPTOPIPE_KAFKA_BOOTSTRAP"]
+
+
+@pytest.fixture(scope="session")
+def hdfs_env(testbed: TestbedSession) -> dict[str, str]:
+    return testbed.ensure("hdfs")
+
+
+@pytest.fixture(scope="session")
+def spark_env(testbed: TestbedSession) -> dict[str, str]:
+    """Kafka, HDFS and the Hive metastore, with the connector jars for local Spark."""
+    return testbed.ensure("spark", "kafka", "hdfs", "hive")
+
+
+@pytest.fixture(scope="session")
+def spark(spark_env: dict[str, str]) -> Iterator[SparkSession]:
+    os.environ["SPARK_LOCAL_IP"] = spark_env["SPARK_LOCAL_IP"]
+    session = create_session(testbed_spark_settings(spark_env, "cryptopipe-tests"))
+    yield session
+    session.stop()

@@ -14,6 +14,7 @@ from cryptopipe_testbed.components.base import Component
 
 def _install_all(components: list[Component]) -> None:
     """Installs run side by side: Maven downloads overlap the Go builds on a cold cache."""
+
     def install(component: Component) -> tuple[str, float]:
         began = time.monotonic()
         component.install()
@@ -60,8 +61,10 @@ def status(names: list[str]) -> int:
         health = component.health()
         unhealthy += not health.healthy
         state = "healthy" if health.healthy else "DOWN"
-        print(f"{component.name:<10} {component.version:<10} {state:<9} "
-              f"{component.address():<30} {health.detail}")
+        print(
+            f"{component.name:<10} {component.version:<10} {state:<9} "
+            f"{component.address():<30} {health.detail}"
+        )
     print(f"run folder: {paths.run_root()} (logs in {paths.log_dir()})")
     return 1 if unhealthy else 0
 

@@ -41,9 +41,14 @@ def copy_dependencies(
     staging = dest.with_name(dest.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     argv = [
-        "mvn", "-B", "-q", "-f", str(paths.POMS_DIR / pom),
+        "mvn",
+        "-B",
+        "-q",
+        "-f",
+        str(paths.POMS_DIR / pom),
         f"-Dmaven.repo.local={local_repository()}",
-        "dependency:copy-dependencies", f"-DoutputDirectory={staging}",
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={staging}",
         *(f"-D{key}={value}" for key, value in properties.items()),
         *extra,
     ]

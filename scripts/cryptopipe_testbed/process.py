@@ -6,6 +6,7 @@ output to `<run>/logs/<name>.log`, and is found again through `<run>/pids/<name>
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -70,7 +71,7 @@ def start(daemon: Daemon) -> int:
         return existing
     env = {**os.environ, **daemon.env}
     with open(log_path(daemon.name), "wb") as log:
-        proc = subprocess.Popen(  # noqa: S603 - argv is built by the test bed itself
+        proc = subprocess.Popen(
             list(daemon.argv),
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -100,10 +101,8 @@ def stop(name: str, stop_signal: int = signal.SIGTERM, timeout: float = 20.0) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.2)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     return True
 
 
@@ -154,16 +153,28 @@ def http_get(url: str, timeout: float = 3.0) -> bytes | None:
         return None
 
 
-def run(argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None,
-        cwd: Path | None = None, user: str | None = None) -> None:
+def run(
+    argv: Sequence[str],
+    *,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    user: str | None = None,
+) -> None:
     """Run a one-off command (install or init step) with its output in `log`; raise on failure."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         out.write(f"$ {' '.join(argv)}\n".encode())
         out.flush()
-        result = subprocess.run(  # noqa: S603
-            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})}, cwd=cwd, user=user, check=False,
+        result = subprocess.run(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            user=user,
+            check=False,
         )
     if result.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])

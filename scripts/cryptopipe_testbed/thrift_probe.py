@@ -13,8 +13,11 @@ _STOP, _STRING, _STRUCT, _LIST = 0, 11, 12, 15
 
 def _call_message(method: str, seqid: int = 1) -> bytes:
     name = method.encode()
-    return struct.pack(">II", _VERSION_1 | _CALL, len(name)) + name + struct.pack(">i", seqid) + (
-        bytes([_STOP])
+    return (
+        struct.pack(">II", _VERSION_1 | _CALL, len(name))
+        + name
+        + struct.pack(">i", seqid)
+        + (bytes([_STOP]))
     )
 
 

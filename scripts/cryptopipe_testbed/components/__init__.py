@@ -11,6 +11,7 @@ from cryptopipe_testbed.components.spark import Spark
 
 try:  # TEMPORARY while kube.py is being written
     from cryptopipe_testbed.components.kube import Kubernetes
+
     _KUBE: tuple[Component, ...] = (Kubernetes(),)
 except ImportError:
     _KUBE = ()

@@ -63,8 +63,9 @@ class Hdfs(Component):
     version = versions.HADOOP
 
     def install(self) -> None:
-        maven.copy_dependencies("hadoop.xml", hadoop_lib(self.version),
-                                {"hadoop.version": self.version})
+        maven.copy_dependencies(
+            "hadoop.xml", hadoop_lib(self.version), {"hadoop.version": self.version}
+        )
 
     def conf_dir(self) -> Path:
         return paths.component_run(self.name) / "conf"
@@ -79,11 +80,19 @@ class Hdfs(Component):
 
     def _java(self, main: str, *args: str) -> list[str]:
         return [
-            "java", "-Xms64m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "java",
+            "-Xms64m",
+            "-Xmx384m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
             # Without it every WebHDFS call answers 500 on Java 17.
             "--add-opens=java.base/java.lang=ALL-UNNAMED",
-            f"-Dhadoop.log.dir={paths.log_dir()}", "-Dhadoop.root.logger=INFO,console",
-            "-cp", f"{self.conf_dir()}:{hadoop_lib(self.version)}/*", main, *args,
+            f"-Dhadoop.log.dir={paths.log_dir()}",
+            "-Dhadoop.root.logger=INFO,console",
+            "-cp",
+            f"{self.conf_dir()}:{hadoop_lib(self.version)}/*",
+            main,
+            *args,
         ]
 
     def start(self) -> None:
@@ -91,16 +100,23 @@ class Hdfs(Component):
         self._write_conf()
         if not (run / "name" / "current" / "VERSION").exists():
             process.run(
-                self._java("org.apache.hadoop.hdfs.server.namenode.NameNode",
-                           "-format", "-nonInteractive", "-force"),
+                self._java(
+                    "org.apache.hadoop.hdfs.server.namenode.NameNode",
+                    "-format",
+                    "-nonInteractive",
+                    "-force",
+                ),
                 log=paths.log_dir() / "hdfs-format.log",
             )
-        process.start(process.Daemon(
-            NAMENODE, self._java("org.apache.hadoop.hdfs.server.namenode.NameNode")))
-        process.start(process.Daemon(
-            DATANODE, self._java("org.apache.hadoop.hdfs.server.datanode.DataNode")))
-        process.wait_until(lambda: self.health().healthy, what="hdfs",
-                           logs=[NAMENODE, DATANODE], timeout=120)
+        process.start(
+            process.Daemon(NAMENODE, self._java("org.apache.hadoop.hdfs.server.namenode.NameNode"))
+        )
+        process.start(
+            process.Daemon(DATANODE, self._java("org.apache.hadoop.hdfs.server.datanode.DataNode"))
+        )
+        process.wait_until(
+            lambda: self.health().healthy, what="hdfs", logs=[NAMENODE, DATANODE], timeout=120
+        )
 
     def stop(self) -> None:
         process.stop(DATANODE)
@@ -114,7 +130,7 @@ class Hdfs(Component):
         info = _jmx_bean("Hadoop:service=NameNode,name=NameNodeInfo")
         if state is None or info is None:
             return Health(False, "namenode web not answering")
-        live = state.get("NumLiveDataNodes", 0)
+        live = int(str(state.get("NumLiveDataNodes", 0)))
         if state.get("FSState") != "Operational" or live < 1:
             return Health(False, f"FSState={state.get('FSState')} live datanodes={live}")
         if info.get("Safemode"):

@@ -19,6 +19,7 @@ THRIFT_PORT = 19083
 DAEMON = "hive-metastore"
 METASTORE_URI = f"thrift://{HOST}:{THRIFT_PORT}"
 WAREHOUSE_DIR = f"{hdfs.FS_URL}/user/hive/warehouse"
+METASTORE_PACKAGE = "org.apache.hadoop.hive.metastore"
 DISTRIBUTION = f"org.apache.hive:hive-standalone-metastore:{versions.HIVE_METASTORE}:tar.gz:bin"
 
 
@@ -34,14 +35,15 @@ def metastore_site() -> dict[str, str]:
         "metastore.schema.verification": "true",
         "metastore.event.db.notification.api.auth": "false",
         # The default proxy lives in hive-exec, which a standalone metastore does not have.
-        "metastore.expression.proxy":
-            "org.apache.hadoop.hive.metastore.DefaultPartitionExpressionProxy",
+        "metastore.expression.proxy": f"{METASTORE_PACKAGE}.DefaultPartitionExpressionProxy",
         # Likewise the default task list names DumpDirCleanerTask from hive-exec.
-        "metastore.task.threads.always": ",".join([
-            "org.apache.hadoop.hive.metastore.events.EventCleanerTask",
-            "org.apache.hadoop.hive.metastore.RuntimeStatsCleanerTask",
-            "org.apache.hadoop.hive.metastore.MaterializationsRebuildLockCleanerTask",
-        ]),
+        "metastore.task.threads.always": ",".join(
+            [
+                "org.apache.hadoop.hive.metastore.events.EventCleanerTask",
+                "org.apache.hadoop.hive.metastore.RuntimeStatsCleanerTask",
+                "org.apache.hadoop.hive.metastore.MaterializationsRebuildLockCleanerTask",
+            ]
+        ),
         "fs.defaultFS": hdfs.FS_URL,
     }
 
@@ -60,18 +62,27 @@ class HiveMetastore(Component):
         return paths.component_cache("hive-metastore", self.version) / "extra-lib"
 
     def install(self) -> None:
-        maven.copy_dependencies("hive-metastore.xml", self.extra_lib,
-                                {"postgres.jdbc.version": versions.POSTGRES_JDBC})
+        maven.copy_dependencies(
+            "hive-metastore.xml", self.extra_lib, {"postgres.jdbc.version": versions.POSTGRES_JDBC}
+        )
         if maven.is_complete(self.home):
             return
         staging = self.home.with_name("dist.partial")
         shutil.rmtree(staging, ignore_errors=True)
         process.run(
-            ["mvn", "-B", "-q", "-f", str(paths.POMS_DIR / "hive-metastore.xml"),
-             f"-Dmaven.repo.local={maven.local_repository()}",
-             f"-Dpostgres.jdbc.version={versions.POSTGRES_JDBC}",
-             "dependency:unpack", f"-Dartifact={DISTRIBUTION}", f"-DoutputDirectory={staging}",
-             f"-DmarkersDirectory={staging}.markers"],
+            [
+                "mvn",
+                "-B",
+                "-q",
+                "-f",
+                str(paths.POMS_DIR / "hive-metastore.xml"),
+                f"-Dmaven.repo.local={maven.local_repository()}",
+                f"-Dpostgres.jdbc.version={versions.POSTGRES_JDBC}",
+                "dependency:unpack",
+                f"-Dartifact={DISTRIBUTION}",
+                f"-DoutputDirectory={staging}",
+                f"-DmarkersDirectory={staging}.markers",
+            ],
             log=paths.log_dir() / "install-hive-metastore.log",
         )
         (unpacked,) = staging.iterdir()  # apache-hive-metastore-<version>-bin/
@@ -85,16 +96,27 @@ class HiveMetastore(Component):
         return paths.component_run(self.name) / "conf"
 
     def _java(self, main: str, *args: str) -> list[str]:
-        classpath = ":".join([
-            str(self.conf_dir()), f"{self.home}/lib/*", f"{self.extra_lib}/*",
-            f"{hdfs.hadoop_lib()}/*",
-        ])
+        classpath = ":".join(
+            [
+                str(self.conf_dir()),
+                f"{self.home}/lib/*",
+                f"{self.extra_lib}/*",
+                f"{hdfs.hadoop_lib()}/*",
+            ]
+        )
         return [
-            "java", "-Xms64m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "java",
+            "-Xms64m",
+            "-Xmx384m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
             "--add-opens=java.base/java.lang=ALL-UNNAMED",
             "--add-opens=java.base/java.net=ALL-UNNAMED",
             "--add-opens=java.base/java.util=ALL-UNNAMED",
-            "-cp", classpath, main, *args,
+            "-cp",
+            classpath,
+            main,
+            *args,
         ]
 
     def start(self) -> None:
@@ -106,16 +128,27 @@ class HiveMetastore(Component):
         env = {"METASTORE_HOME": str(self.home)}
         if not self._schema_exists():
             process.run(
-                self._java("org.apache.hadoop.hive.metastore.tools.MetastoreSchemaTool",
-                           "-dbType", "postgres", "-initSchema"),
-                log=paths.log_dir() / "hive-schematool.log", env=env, cwd=self.home,
+                self._java(
+                    "org.apache.hadoop.hive.metastore.tools.MetastoreSchemaTool",
+                    "-dbType",
+                    "postgres",
+                    "-initSchema",
+                ),
+                log=paths.log_dir() / "hive-schematool.log",
+                env=env,
+                cwd=self.home,
             )
-        process.start(process.Daemon(
-            DAEMON, self._java("org.apache.hadoop.hive.metastore.HiveMetaStore"),
-            env=env, cwd=self.home,
-        ))
-        process.wait_until(lambda: self.health().healthy, what="hive metastore",
-                           logs=[DAEMON], timeout=120)
+        process.start(
+            process.Daemon(
+                DAEMON,
+                self._java("org.apache.hadoop.hive.metastore.HiveMetaStore"),
+                env=env,
+                cwd=self.home,
+            )
+        )
+        process.wait_until(
+            lambda: self.health().healthy, what="hive metastore", logs=[DAEMON], timeout=120
+        )
 
     def _schema_exists(self) -> bool:
         query = "SELECT 1 FROM information_schema.tables WHERE table_name = 'VERSION'"
@@ -137,5 +170,7 @@ class HiveMetastore(Component):
         return METASTORE_URI
 
     def env(self) -> dict[str, str]:
-        return {"CRYPTOPIPE_HIVE_METASTORE_URI": METASTORE_URI,
-                "CRYPTOPIPE_HIVE_WAREHOUSE": WAREHOUSE_DIR}
+        return {
+            "CRYPTOPIPE_HIVE_METASTORE_URI": METASTORE_URI,
+            "CRYPTOPIPE_HIVE_WAREHOUSE": WAREHOUSE_DIR,
+        }

@@ -67,16 +67,24 @@ class Kafka(Component):
 
     def install(self) -> None:
         maven.copy_dependencies(
-            "kafka.xml", self.lib,
+            "kafka.xml",
+            self.lib,
             {"kafka.version": self.version, "log4j.version": versions.LOG4J},
         )
 
     def _java(self, main: str, *args: str) -> list[str]:
         run = paths.component_run(self.name)
         return [
-            "java", "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "java",
+            "-Xms128m",
+            "-Xmx512m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
             f"-Dlog4j2.configurationFile={run / 'log4j2.xml'}",
-            "-cp", f"{self.lib}/*", main, *args,
+            "-cp",
+            f"{self.lib}/*",
+            main,
+            *args,
         ]
 
     def start(self) -> None:
@@ -87,8 +95,15 @@ class Kafka(Component):
         (run / "log4j2.xml").write_text(LOG4J2_CONFIG)
         if not (data / "meta.properties").exists():
             process.run(
-                self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(),
-                           "-c", str(config), "--standalone"),
+                self._java(
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    _cluster_id(),
+                    "-c",
+                    str(config),
+                    "--standalone",
+                ),
                 log=paths.log_dir() / "kafka-format.log",
             )
         process.start(process.Daemon(DAEMON, self._java("kafka.Kafka", str(config))))

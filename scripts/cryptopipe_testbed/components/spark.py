@@ -37,7 +37,8 @@ class Spark(Component):
 
     def install(self) -> None:
         maven.copy_dependencies(
-            "spark-connectors.xml", jars_dir(self.version),
+            "spark-connectors.xml",
+            jars_dir(self.version),
             {"spark.version": self.version, "scala.binary.version": versions.SCALA_BINARY},
             extra=[f"-DincludeArtifactIds={','.join(CONNECTOR_ARTIFACTS)}"],
         )
@@ -50,8 +51,11 @@ class Spark(Component):
 
     def health(self) -> Health:
         found = {jar.name for jar in jars(self.version)}
-        missing = [name for name in CONNECTOR_ARTIFACTS
-                   if not any(jar.startswith(name + "-") for jar in found)]
+        missing = [
+            name
+            for name in CONNECTOR_ARTIFACTS
+            if not any(jar.startswith(name + "-") for jar in found)
+        ]
         if missing:
             return Health(False, f"connector jars missing: {', '.join(missing)}")
         return Health(True, f"local mode, {len(found)} connector jars")
