@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import pytest
+
+from cryptopipe_jobs.spark_session import SparkSettings, session_config
+
+pytestmark = pytest.mark.unit
+
+
+def test_local_session_binds_to_loopback_and_passes_jars() -> None:
+    config = session_config(SparkSettings(app_name="t", jars=["/a.jar", "/b.jar"]))
+    assert config["spark.driver.bindAddress"] == "127.0.0.1"
+    assert config["spark.jars"] == "/a.jar,/b.jar"
+    assert config["spark.sql.session.timeZone"] == "UTC"
+    assert "spark.sql.catalogImplementation" not in config
+
+
+def test_hive_and_hdfs_settings_only_when_configured() -> None:
+    config = session_config(
+        SparkSettings(
+            app_name="t",
+            master="k8s://https://kubernetes.default.svc",
+            default_fs="hdfs://nn:8020",
+            hive_metastore_uri="thrift://hms:9083",
+            extra={"spark.sql.shuffle.partitions": "8"},
+        )
+    )
+    assert config["spark.sql.catalogImplementation"] == "hive"
+    assert config["spark.hadoop.hive.metastore.uris"] == "thrift://hms:9083"
+    assert config["spark.hadoop.fs.defaultFS"] == "hdfs://nn:8020"
+    assert "spark.driver.bindAddress" not in config
+    assert config["spark.sql.shuffle.partitions"] == "8"
