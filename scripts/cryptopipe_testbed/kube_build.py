@@ -143,8 +143,7 @@ def _build_etcd(dest: Path, log: Path) -> None:
     etcd_go_mod = _module_go_mod(server, versions.ETCD, log)
     extra = _directives(etcd_go_mod, ["go"])
     module = _wrapper_module(dest, "etcd", (server, versions.ETCD), [server], extra, log)
-    flags = _ldflags(("go.etcd.io/etcd/api/v3/version.GitSHA", versions.ETCD))
-    _go(["build", "-trimpath", "-ldflags", flags, "-o", str(dest / "bin" / "etcd"), server],
+    _go(["build", "-trimpath", "-ldflags", _ldflags(), "-o", str(dest / "bin" / "etcd"), server],
         log=log, cwd=module)
 
 

@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptopipe_testbed import kube_build, kube_pki, paths, process, versions
@@ -125,11 +126,19 @@ def _healthz(port: int) -> bool:
 
 
 def _fake_node_ready() -> bool:
-    body = _api_get(f"/api/v1/nodes/{FAKE_NODE}")
-    if body is None:
+    """Ready, and its lease renewed by a live kwok (a node's Ready condition outlives kwok)."""
+    node = _api_get(f"/api/v1/nodes/{FAKE_NODE}")
+    lease = _api_get(f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{FAKE_NODE}")
+    if node is None or lease is None:
         return False
-    conditions = json.loads(body).get("status", {}).get("conditions", [])
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    conditions = json.loads(node).get("status", {}).get("conditions", [])
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    spec = json.loads(lease).get("spec", {})
+    if not ready or "renewTime" not in spec:
+        return False
+    renewed = datetime.fromisoformat(spec["renewTime"])
+    expires = renewed + timedelta(seconds=spec.get("leaseDurationSeconds", 0))
+    return expires > datetime.now(UTC)
 
 
 def _apiserver_ready() -> bool:
@@ -173,6 +182,8 @@ class Kubernetes(Component):
         process.wait_until(lambda: _healthz(CONTROLLER_MANAGER_PORT) and _healthz(SCHEDULER_PORT),
                            what="controller manager and scheduler /healthz",
                            logs=[CONTROLLER_MANAGER, SCHEDULER])
+        if process.running_pid(KWOK) is None:
+            self._release_node_lease()
         process.start(process.Daemon(KWOK, self._kwok_argv(certs)))
         self._create_fake_node()
         process.wait_until(_fake_node_ready, what=f"fake node {FAKE_NODE} Ready",
@@ -269,6 +280,14 @@ class Kubernetes(Component):
             # The lease heartbeat stage only runs when kwok keeps node leases.
             "--node-lease-duration-seconds=40",
         ]
+
+    def _release_node_lease(self) -> None:
+        """A new kwok process has a new identity and would wait for its predecessor's lease
+        to expire (up to its 40 s duration) before touching the node or its pods."""
+        result = kubectl("delete", "lease", FAKE_NODE, "--namespace=kube-node-lease",
+                         "--ignore-not-found")
+        if result.returncode != 0:
+            raise process.StartError(f"releasing the lease of {FAKE_NODE} failed: {result.stderr}")
 
     def _create_fake_node(self) -> None:
         key, value, effect = FAKE_NODE_TAINT
