@@ -76,8 +76,13 @@ def _once(name: str, version: str, build: Callable[[Path, Path], None]) -> None:
     (dest / COMPLETE_MARKER).write_text("ok\n")
 
 
-def _go(args: Sequence[str], *, log: Path, cwd: Path | None = None,
-        extra_env: dict[str, str] | None = None) -> None:
+def _go(
+    args: Sequence[str],
+    *,
+    log: Path,
+    cwd: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> None:
     process.run(["go", *args], log=log, cwd=cwd, env={**go_env(), **(extra_env or {})})
 
 
@@ -88,8 +93,13 @@ def _ldflags(*pairs: tuple[str, str]) -> str:
 def _version_flags(package: str, version: str) -> list[tuple[str, str]]:
     """The variables Kubernetes' own build stamps into component-base and client-go."""
     major, minor = version.lstrip("v").split(".")[:2]
-    values = {"gitVersion": version, "gitMajor": major, "gitMinor": minor,
-              "gitTreeState": "clean", "buildDate": BUILD_DATE}
+    values = {
+        "gitVersion": version,
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "clean",
+        "buildDate": BUILD_DATE,
+    }
     return [(f"{package}.{key}", value) for key, value in values.items()]
 
 
@@ -110,15 +120,28 @@ def _directives(go_mod: str, names: Sequence[str]) -> list[str]:
     return re.findall(pattern, go_mod, flags=re.MULTILINE)
 
 
-def _wrapper_module(dest: Path, name: str, require: tuple[str, str], tools: Sequence[str],
-                    extra: Sequence[str], log: Path) -> Path:
+def _wrapper_module(
+    dest: Path,
+    name: str,
+    require: tuple[str, str],
+    tools: Sequence[str],
+    extra: Sequence[str],
+    log: Path,
+) -> Path:
     """Write a module that requires `require` and lists `tools`, then let `go mod tidy`
     resolve and record every dependency."""
     module = dest / "module"
     shutil.rmtree(module, ignore_errors=True)
     module.mkdir(parents=True)
-    lines = [f"module cryptopipe.local/testbed/{name}", "", *extra, "",
-             f"require {require[0]} {require[1]}", "", *(f"tool {tool}" for tool in tools)]
+    lines = [
+        f"module cryptopipe.local/testbed/{name}",
+        "",
+        *extra,
+        "",
+        f"require {require[0]} {require[1]}",
+        "",
+        *(f"tool {tool}" for tool in tools),
+    ]
     (module / "go.mod").write_text("\n".join(lines) + "\n")
     _go(["mod", "tidy"], log=log, cwd=module)
     return module
@@ -128,14 +151,21 @@ def _build_kubernetes(dest: Path, log: Path) -> None:
     version = versions.KUBERNETES
     kube_go_mod = _module_go_mod("k8s.io/kubernetes", version, log)
     staging_version = "v0." + version.lstrip("v").split(".", 1)[1]
-    extra = [*_directives(kube_go_mod, ["go", "godebug"]),
-             *_staging_replaces(kube_go_mod, staging_version)]
+    extra = [
+        *_directives(kube_go_mod, ["go", "godebug"]),
+        *_staging_replaces(kube_go_mod, staging_version),
+    ]
     tools = [f"k8s.io/kubernetes/cmd/{command}" for command in KUBE_COMMANDS]
     module = _wrapper_module(dest, "kubernetes", ("k8s.io/kubernetes", version), tools, extra, log)
-    flags = _ldflags(*_version_flags("k8s.io/component-base/version", version),
-                     *_version_flags("k8s.io/client-go/pkg/version", version))
-    _go(["build", "-trimpath", "-ldflags", flags, "-o", str(dest / "bin") + "/", *tools],
-        log=log, cwd=module)
+    flags = _ldflags(
+        *_version_flags("k8s.io/component-base/version", version),
+        *_version_flags("k8s.io/client-go/pkg/version", version),
+    )
+    _go(
+        ["build", "-trimpath", "-ldflags", flags, "-o", str(dest / "bin") + "/", *tools],
+        log=log,
+        cwd=module,
+    )
 
 
 def _build_etcd(dest: Path, log: Path) -> None:
@@ -143,29 +173,48 @@ def _build_etcd(dest: Path, log: Path) -> None:
     etcd_go_mod = _module_go_mod(server, versions.ETCD, log)
     extra = _directives(etcd_go_mod, ["go"])
     module = _wrapper_module(dest, "etcd", (server, versions.ETCD), [server], extra, log)
-    _go(["build", "-trimpath", "-ldflags", _ldflags(), "-o", str(dest / "bin" / "etcd"), server],
-        log=log, cwd=module)
+    _go(
+        ["build", "-trimpath", "-ldflags", _ldflags(), "-o", str(dest / "bin" / "etcd"), server],
+        log=log,
+        cwd=module,
+    )
 
 
 def _build_kwok(dest: Path, log: Path) -> None:
-    flags = _ldflags(("sigs.k8s.io/kwok/pkg/consts.Version", versions.KWOK),
-                     ("sigs.k8s.io/kwok/pkg/consts.KubeVersion", versions.KUBERNETES))
-    _go(["install", "-trimpath", "-ldflags", flags, f"sigs.k8s.io/kwok/cmd/kwok@{versions.KWOK}"],
-        log=log, extra_env={"GOBIN": str(dest / "bin")})
+    flags = _ldflags(
+        ("sigs.k8s.io/kwok/pkg/consts.Version", versions.KWOK),
+        ("sigs.k8s.io/kwok/pkg/consts.KubeVersion", versions.KUBERNETES),
+    )
+    _go(
+        ["install", "-trimpath", "-ldflags", flags, f"sigs.k8s.io/kwok/cmd/kwok@{versions.KWOK}"],
+        log=log,
+        extra_env={"GOBIN": str(dest / "bin")},
+    )
 
 
 def _build_helm(dest: Path, log: Path) -> None:
     helm_go_mod = _module_go_mod("helm.sh/helm/v3", versions.HELM, log)
     client_go = re.search(r"^\s*k8s\.io/client-go (v\S+)", helm_go_mod, flags=re.MULTILINE)
-    pairs = [("helm.sh/helm/v3/internal/version.version", versions.HELM),
-             ("helm.sh/helm/v3/internal/version.gitTreeState", "clean")]
+    pairs = [
+        ("helm.sh/helm/v3/internal/version.version", versions.HELM),
+        ("helm.sh/helm/v3/internal/version.gitTreeState", "clean"),
+    ]
     # Charts render and lint for the cluster we run, not for helm's compiled-in default.
     for package in ("helm.sh/helm/v3/pkg/chartutil", "helm.sh/helm/v3/pkg/lint/rules"):
-        pairs += [(f"{package}.k8sVersionMajor", "1"),
-                  (f"{package}.k8sVersionMinor", HELM_KUBE_MINOR)]
+        pairs += [
+            (f"{package}.k8sVersionMajor", "1"),
+            (f"{package}.k8sVersionMinor", HELM_KUBE_MINOR),
+        ]
     if client_go is not None:
         pairs += _version_flags("k8s.io/client-go/pkg/version", client_go.group(1))
-    _go(["install", "-trimpath", "-ldflags", _ldflags(*pairs),
-         f"helm.sh/helm/v3/cmd/helm@{versions.HELM}"],
-        log=log, extra_env={"GOBIN": str(dest / "bin")})
-
+    _go(
+        [
+            "install",
+            "-trimpath",
+            "-ldflags",
+            _ldflags(*pairs),
+            f"helm.sh/helm/v3/cmd/helm@{versions.HELM}",
+        ],
+        log=log,
+        extra_env={"GOBIN": str(dest / "bin")},
+    )

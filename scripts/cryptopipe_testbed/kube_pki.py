@@ -15,8 +15,12 @@ from cryptopipe_testbed import paths, process
 DAYS = "3650"
 CLUSTER = "cryptopipe-testbed"
 SERVICE_IP = "10.96.0.1"
-SERVICE_NAMES = ("kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                 "kubernetes.default.svc.cluster.local")
+SERVICE_NAMES = (
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,9 @@ CLIENTS = (
     ClientCert("kwok", "kwok", ("system:masters",)),
 )
 # Used by the API server to reach kubelets (logs, exec) on a real node.
-KUBELET_CLIENT = ClientCert("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
-                            ("system:masters",))
+KUBELET_CLIENT = ClientCert(
+    "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)
+)
 FRONT_PROXY_CLIENT = ClientCert("front-proxy-client", "front-proxy-client")
 
 
@@ -76,8 +81,13 @@ def ensure(root: Path, server: str, advertise_ip: str) -> Pki:
     root.chmod(0o700)
     _ca(pki, "ca", "cryptopipe-testbed-ca")
     _ca(pki, "front-proxy-ca", "cryptopipe-testbed-front-proxy-ca")
-    _serving(pki, "apiserver", "kube-apiserver",
-             ips=("127.0.0.1", SERVICE_IP, advertise_ip), names=("localhost", *SERVICE_NAMES))
+    _serving(
+        pki,
+        "apiserver",
+        "kube-apiserver",
+        ips=("127.0.0.1", SERVICE_IP, advertise_ip),
+        names=("localhost", *SERVICE_NAMES),
+    )
     for client in (*CLIENTS, KUBELET_CLIENT):
         _client(pki, client, "ca")
     _client(pki, FRONT_PROXY_CLIENT, "front-proxy-ca")
@@ -85,8 +95,14 @@ def ensure(root: Path, server: str, advertise_ip: str) -> Pki:
     for client in CLIENTS:
         path = pki.kubeconfig(client.name)
         if not path.exists():
-            write_kubeconfig(path, server, pki.ca, client.user,
-                             cert=pki.crt(client.name), key=pki.key(client.name))
+            write_kubeconfig(
+                path,
+                server,
+                pki.ca,
+                client.user,
+                cert=pki.crt(client.name),
+                key=pki.key(client.name),
+            )
     return pki
 
 
@@ -95,8 +111,9 @@ def _openssl(args: Sequence[str]) -> None:
 
 
 def _new_key(path: Path) -> None:
-    _openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-              "-out", str(path)])
+    _openssl(
+        ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path)]
+    )
     path.chmod(0o600)
 
 
@@ -108,10 +125,25 @@ def _ca(pki: Pki, name: str, cn: str) -> None:
     if pki.crt(name).exists():
         return
     _new_key(pki.key(name))
-    _openssl(["req", "-x509", "-new", "-key", str(pki.key(name)), "-subj", _subject(cn),
-              "-days", DAYS, "-out", str(pki.crt(name)),
-              "-addext", "basicConstraints=critical,CA:TRUE",
-              "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"])
+    _openssl(
+        [
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            str(pki.key(name)),
+            "-subj",
+            _subject(cn),
+            "-days",
+            DAYS,
+            "-out",
+            str(pki.crt(name)),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        ]
+    )
 
 
 def _signed(pki: Pki, name: str, ca: str, subject: str, extensions: Sequence[str]) -> None:
@@ -123,37 +155,83 @@ def _signed(pki: Pki, name: str, ca: str, subject: str, extensions: Sequence[str
     ext = pki.root / f"{name}.ext"
     ext.write_text("\n".join(["basicConstraints=critical,CA:FALSE", *extensions]) + "\n")
     _openssl(["req", "-new", "-key", str(pki.key(name)), "-subj", subject, "-out", str(csr)])
-    _openssl(["x509", "-req", "-in", str(csr), "-CA", str(pki.crt(ca)), "-CAkey",
-              str(pki.key(ca)), "-CAcreateserial", "-days", DAYS, "-extfile", str(ext),
-              "-out", str(pki.crt(name))])
+    _openssl(
+        [
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(pki.crt(ca)),
+            "-CAkey",
+            str(pki.key(ca)),
+            "-CAcreateserial",
+            "-days",
+            DAYS,
+            "-extfile",
+            str(ext),
+            "-out",
+            str(pki.crt(name)),
+        ]
+    )
     csr.unlink()
     ext.unlink()
 
 
 def _serving(pki: Pki, name: str, cn: str, *, ips: Sequence[str], names: Sequence[str]) -> None:
     alt = ",".join([*(f"IP:{ip}" for ip in ips), *(f"DNS:{dns}" for dns in names)])
-    _signed(pki, name, "ca", _subject(cn), [
-        "keyUsage=critical,digitalSignature,keyEncipherment",
-        "extendedKeyUsage=serverAuth", f"subjectAltName={alt}"])
+    _signed(
+        pki,
+        name,
+        "ca",
+        _subject(cn),
+        [
+            "keyUsage=critical,digitalSignature,keyEncipherment",
+            "extendedKeyUsage=serverAuth",
+            f"subjectAltName={alt}",
+        ],
+    )
 
 
 def _client(pki: Pki, client: ClientCert, ca: str) -> None:
-    _signed(pki, client.name, ca, _subject(client.user, client.groups), [
-        "keyUsage=critical,digitalSignature,keyEncipherment", "extendedKeyUsage=clientAuth"])
+    _signed(
+        pki,
+        client.name,
+        ca,
+        _subject(client.user, client.groups),
+        ["keyUsage=critical,digitalSignature,keyEncipherment", "extendedKeyUsage=clientAuth"],
+    )
 
 
 def _service_account_keys(pki: Pki) -> None:
     if pki.sa_public.exists():
         return
-    _openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-              "-out", str(pki.sa_private)])
+    _openssl(
+        [
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            str(pki.sa_private),
+        ]
+    )
     pki.sa_private.chmod(0o600)
     _openssl(["pkey", "-in", str(pki.sa_private), "-pubout", "-out", str(pki.sa_public)])
 
 
-def write_kubeconfig(path: Path, server: str, ca: Path, user: str, *,
-                     cert: Path | None = None, key: Path | None = None,
-                     token: str | None = None, namespace: str | None = None) -> Path:
+def write_kubeconfig(
+    path: Path,
+    server: str,
+    ca: Path,
+    user: str,
+    *,
+    cert: Path | None = None,
+    key: Path | None = None,
+    token: str | None = None,
+    namespace: str | None = None,
+) -> Path:
     """A single-context kubeconfig that authenticates by client certificate or token."""
     if token is not None:
         credentials = [f"    token: {token}"]
@@ -165,11 +243,23 @@ def write_kubeconfig(path: Path, server: str, ca: Path, user: str, *,
     if namespace is not None:
         context.append(f"    namespace: {namespace}")
     lines = [
-        "apiVersion: v1", "kind: Config", "clusters:", f"- name: {CLUSTER}", "  cluster:",
-        f"    server: {server}", f"    certificate-authority: {ca}",
-        "users:", f"- name: {user}", "  user:", *credentials,
-        "contexts:", f"- name: {user}", "  context:", *context,
-        f"current-context: {user}", "preferences: {}",
+        "apiVersion: v1",
+        "kind: Config",
+        "clusters:",
+        f"- name: {CLUSTER}",
+        "  cluster:",
+        f"    server: {server}",
+        f"    certificate-authority: {ca}",
+        "users:",
+        f"- name: {user}",
+        "  user:",
+        *credentials,
+        "contexts:",
+        f"- name: {user}",
+        "  context:",
+        *context,
+        f"current-context: {user}",
+        "preferences: {}",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

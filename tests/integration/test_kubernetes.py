@@ -24,8 +24,14 @@ from cryptopipe_testbed.components.kube import (
 pytestmark = pytest.mark.integration
 
 TOLERATE_FAKE_NODE = {
-    "tolerations": [{"key": FAKE_NODE_TAINT[0], "operator": "Equal", "value": FAKE_NODE_TAINT[1],
-                     "effect": FAKE_NODE_TAINT[2]}],
+    "tolerations": [
+        {
+            "key": FAKE_NODE_TAINT[0],
+            "operator": "Equal",
+            "value": FAKE_NODE_TAINT[1],
+            "effect": FAKE_NODE_TAINT[2],
+        }
+    ],
     "nodeSelector": {FAKE_NODE_LABEL[0]: FAKE_NODE_LABEL[1]},
 }
 CONTAINERS = [{"name": "main", "image": "registry.invalid/none:1"}]
@@ -37,17 +43,28 @@ class Kube:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
 
-    def kubectl(self, *args: str, stdin: str | None = None, kubeconfig: Path | None = None,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self,
+        *args: str,
+        stdin: str | None = None,
+        kubeconfig: Path | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
         config = str(kubeconfig) if kubeconfig else self.env["KUBECONFIG"]
-        return self._run([self.env["CRYPTOPIPE_KUBECTL"], f"--kubeconfig={config}", *args],
-                         stdin=stdin, check=check)
+        return self._run(
+            [self.env["CRYPTOPIPE_KUBECTL"], f"--kubeconfig={config}", *args],
+            stdin=stdin,
+            check=check,
+        )
 
     def helm(self, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
-        helm_env = {**os.environ, "KUBECONFIG": self.env["KUBECONFIG"],
-                    "HELM_CACHE_HOME": str(home / "cache"),
-                    "HELM_CONFIG_HOME": str(home / "config"),
-                    "HELM_DATA_HOME": str(home / "data")}
+        helm_env = {
+            **os.environ,
+            "KUBECONFIG": self.env["KUBECONFIG"],
+            "HELM_CACHE_HOME": str(home / "cache"),
+            "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data"),
+        }
         return self._run([self.env["CRYPTOPIPE_HELM"], *args], env=helm_env)
 
     def apply(self, *objects: dict[str, Any], namespace: str | None = None) -> None:
@@ -60,10 +77,16 @@ class Kube:
         return result
 
     @staticmethod
-    def _run(argv: list[str], *, stdin: str | None = None, check: bool = True,
-             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=120,
-                                env=env, check=False)
+    def _run(
+        argv: list[str],
+        *,
+        stdin: str | None = None,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=120, env=env, check=False
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(argv[:4])}... failed: {result.stderr}")
         return result
@@ -101,28 +124,50 @@ def test_server_reports_its_version(kube: Kube) -> None:
 def test_custom_resource_round_trips_and_is_validated(kube: Kube, namespace: str) -> None:
     group = f"{namespace}.testbed.cryptopipe.io"
     crd = {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
         "metadata": {"name": f"widgets.{group}"},
         "spec": {
-            "group": group, "scope": "Namespaced",
+            "group": group,
+            "scope": "Namespaced",
             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-            "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
-                "openAPIV3Schema": {"type": "object", "properties": {"spec": {
-                    "type": "object", "required": ["size"],
-                    "properties": {"size": {"type": "integer", "minimum": 1}}}}}}}],
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "required": ["size"],
+                                    "properties": {"size": {"type": "integer", "minimum": 1}},
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
         },
     }
     kube.apply(crd)
     try:
         kube.kubectl("wait", "--for=condition=Established", f"crd/widgets.{group}", "--timeout=30s")
-        widget = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w1"},
-                  "spec": {"size": 3}}
+        widget = {
+            "apiVersion": f"{group}/v1",
+            "kind": "Widget",
+            "metadata": {"name": "w1"},
+            "spec": {"size": 3},
+        }
         kube.apply(widget, namespace=namespace)
         stored = kube.get(f"widgets.{group}", "w1", f"--namespace={namespace}")
         assert stored["spec"] == {"size": 3}
         invalid = {**widget, "metadata": {"name": "w2"}, "spec": {"size": 0}}
-        rejected = kube.kubectl("apply", f"--namespace={namespace}", "-f", "-",
-                                stdin=json.dumps(invalid), check=False)
+        rejected = kube.kubectl(
+            "apply", f"--namespace={namespace}", "-f", "-", stdin=json.dumps(invalid), check=False
+        )
         assert rejected.returncode != 0
         assert "spec.size" in rejected.stderr
     finally:
@@ -132,10 +177,17 @@ def test_custom_resource_round_trips_and_is_validated(kube: Kube, namespace: str
 def test_deployment_pods_run_on_the_fake_node(kube: Kube, namespace: str) -> None:
     labels = {"app": "web"}
     deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels},
-            "spec": {**TOLERATE_FAKE_NODE, "containers": CONTAINERS}}},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {**TOLERATE_FAKE_NODE, "containers": CONTAINERS},
+            },
+        },
     }
     kube.apply(deployment, namespace=namespace)
 
@@ -150,13 +202,24 @@ def test_deployment_pods_run_on_the_fake_node(kube: Kube, namespace: str) -> Non
     assert owner["kind"] == "ReplicaSet"
     replica_set = kube.get("replicaset", owner["name"], f"--namespace={namespace}")
     assert replica_set["metadata"]["ownerReferences"][0]["name"] == "web"
-    wait_for(lambda: kube.get("deployment", "web", f"--namespace={namespace}")["status"]
-             .get("availableReplicas") == 2, "the Deployment to report 2 available replicas")
+    wait_for(
+        lambda: (
+            kube.get("deployment", "web", f"--namespace={namespace}")["status"].get(
+                "availableReplicas"
+            )
+            == 2
+        ),
+        "the Deployment to report 2 available replicas",
+    )
 
 
 def test_pod_without_toleration_stays_off_the_fake_node(kube: Kube, namespace: str) -> None:
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain"},
-           "spec": {"containers": CONTAINERS}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "plain"},
+        "spec": {"containers": CONTAINERS},
+    }
     kube.apply(pod, namespace=namespace)
 
     def unschedulable() -> bool:
@@ -169,16 +232,23 @@ def test_pod_without_toleration_stays_off_the_fake_node(kube: Kube, namespace: s
 
 def test_job_succeeds(kube: Kube, namespace: str) -> None:
     job = {
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
-        "spec": {"backoffLimit": 0, "template": {"spec": {
-            **TOLERATE_FAKE_NODE, "restartPolicy": "Never", "containers": CONTAINERS}}},
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "once"},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {**TOLERATE_FAKE_NODE, "restartPolicy": "Never", "containers": CONTAINERS}
+            },
+        },
     }
     kube.apply(job, namespace=namespace)
 
     def complete() -> bool:
         status = kube.get("job", "once", f"--namespace={namespace}")["status"]
-        return any(c["type"] == "Complete" and c["status"] == "True"
-                   for c in status.get("conditions", []))
+        return any(
+            c["type"] == "Complete" and c["status"] == "True" for c in status.get("conditions", [])
+        )
 
     wait_for(complete, "the Job to complete", timeout=90)
     status = kube.get("job", "once", f"--namespace={namespace}")["status"]
@@ -194,7 +264,8 @@ def _write_chart(root: Path) -> Path:
     (chart / "templates" / "configmap.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-config\n"
         "data:\n  greeting: {{ .Values.greeting | quote }}\n"
-        "  kubeVersion: {{ .Capabilities.KubeVersion.Version | quote }}\n")
+        "  kubeVersion: {{ .Capabilities.KubeVersion.Version | quote }}\n"
+    )
     return chart
 
 
@@ -203,12 +274,22 @@ def test_helm_install_and_uninstall(kube: Kube, namespace: str, tmp_path: Path) 
     offline = kube.helm("template", "rel", str(chart), home=tmp_path).stdout
     assert 'kubeVersion: "v1.34.0"' in offline  # helm's built-in default, set at build time
 
-    kube.helm("install", "rel", str(chart), f"--namespace={namespace}", "--set", "greeting=hi",
-              "--wait", "--timeout=60s", home=tmp_path)
+    kube.helm(
+        "install",
+        "rel",
+        str(chart),
+        f"--namespace={namespace}",
+        "--set",
+        "greeting=hi",
+        "--wait",
+        "--timeout=60s",
+        home=tmp_path,
+    )
     config = kube.get("configmap", "rel-config", f"--namespace={namespace}")
     assert config["data"] == {"greeting": "hi", "kubeVersion": "v1.34.12"}
-    releases = json.loads(kube.helm("list", f"--namespace={namespace}", "-o", "json",
-                                    home=tmp_path).stdout)
+    releases = json.loads(
+        kube.helm("list", f"--namespace={namespace}", "-o", "json", home=tmp_path).stdout
+    )
     assert [(r["name"], r["status"]) for r in releases] == [("rel", "deployed")]
 
     kube.helm("uninstall", "rel", f"--namespace={namespace}", "--wait", home=tmp_path)
@@ -217,28 +298,42 @@ def test_helm_install_and_uninstall(kube: Kube, namespace: str, tmp_path: Path) 
 
 
 def test_service_account_has_exactly_its_role(kube: Kube, namespace: str, tmp_path: Path) -> None:
-    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": "read-configmaps"},
-            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]}
-    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-               "metadata": {"name": "reader"},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                           "name": "read-configmaps"},
-               "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}]}
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "read-configmaps"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "reader"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "read-configmaps",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
+    }
     account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}}
-    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
-              "data": {"k": "v"}}
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "settings"},
+        "data": {"k": "v"},
+    }
     kube.apply(account, role, binding, config, namespace=namespace)
     token_config = service_account_kubeconfig(namespace, "reader", tmp_path / "reader.yaml")
 
-    whoami = json.loads(kube.kubectl("auth", "whoami", "-o", "json",
-                                     kubeconfig=token_config).stdout)
+    whoami = json.loads(
+        kube.kubectl("auth", "whoami", "-o", "json", kubeconfig=token_config).stdout
+    )
     assert whoami["status"]["userInfo"]["username"] == f"system:serviceaccount:{namespace}:reader"
-    got = kube.kubectl("get", "configmap", "settings", "-o", "jsonpath={.data.k}",
-                       kubeconfig=token_config)
+    got = kube.kubectl(
+        "get", "configmap", "settings", "-o", "jsonpath={.data.k}", kubeconfig=token_config
+    )
     assert got.stdout == "v"
-    for denied in (["delete", "configmap", "settings"], ["get", "secrets"],
-                   ["get", "configmaps"]):
+    for denied in (["delete", "configmap", "settings"], ["get", "secrets"], ["get", "configmaps"]):
         result = kube.kubectl(*denied, kubeconfig=token_config, check=False)
         assert result.returncode != 0, denied
         assert "Forbidden" in result.stderr, result.stderr
@@ -249,16 +344,21 @@ def test_garbage_collector_deletes_owned_objects(kube: Kube, namespace: str) -> 
     owner = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}}
     kube.apply(owner, namespace=namespace)
     uid = kube.get("configmap", "owner", f"--namespace={namespace}")["metadata"]["uid"]
-    child = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
-        "name": "child",
-        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
-                             "uid": uid}]}}
+    child = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "child",
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}
+            ],
+        },
+    }
     kube.apply(child, namespace=namespace)
     kube.kubectl("delete", "configmap", "owner", f"--namespace={namespace}")
 
     def child_gone() -> bool:
-        result = kube.kubectl("get", "configmap", "child", f"--namespace={namespace}",
-                              check=False)
+        result = kube.kubectl("get", "configmap", "child", f"--namespace={namespace}", check=False)
         return result.returncode != 0 and "NotFound" in result.stderr
 
     wait_for(child_gone, "the garbage collector to delete the owned ConfigMap")

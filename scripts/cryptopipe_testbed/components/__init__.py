@@ -6,16 +6,11 @@ from cryptopipe_testbed.components.base import Component
 from cryptopipe_testbed.components.hdfs import Hdfs
 from cryptopipe_testbed.components.hive import HiveMetastore
 from cryptopipe_testbed.components.kafka import Kafka
+from cryptopipe_testbed.components.kube import Kubernetes
 from cryptopipe_testbed.components.postgres import Postgres
 from cryptopipe_testbed.components.spark import Spark
 
-try:  # TEMPORARY while kube.py is being written
-    from cryptopipe_testbed.components.kube import Kubernetes
-
-    _KUBE: tuple[Component, ...] = (Kubernetes(),)
-except ImportError:
-    _KUBE = ()
-ALL: tuple[Component, ...] = (Kafka(), Spark(), Hdfs(), Postgres(), HiveMetastore(), *_KUBE)
+ALL: tuple[Component, ...] = (Kafka(), Spark(), Hdfs(), Postgres(), HiveMetastore(), Kubernetes())
 BY_NAME: dict[str, Component] = {component.name: component for component in ALL}
 
 

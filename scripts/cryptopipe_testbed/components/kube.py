@@ -79,24 +79,29 @@ def admin_kubeconfig() -> Path:
     return pki().kubeconfig("admin")
 
 
-def kubectl(*args: str, kubeconfig: Path | None = None, stdin: str | None = None,
-            timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def kubectl(
+    *args: str, kubeconfig: Path | None = None, stdin: str | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
     """Run kubectl against the test bed (as admin unless told otherwise); never raises."""
     argv = [str(kubectl_path()), f"--kubeconfig={kubeconfig or admin_kubeconfig()}", *args]
-    return subprocess.run(argv, input=stdin, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
-def service_account_kubeconfig(namespace: str, service_account: str, dest: Path,
-                               duration: str = "1h") -> Path:
+def service_account_kubeconfig(
+    namespace: str, service_account: str, dest: Path, duration: str = "1h"
+) -> Path:
     """A kubeconfig that acts as the ServiceAccount, with exactly the RBAC it was granted."""
-    result = kubectl("create", "token", service_account, f"--namespace={namespace}",
-                     f"--duration={duration}")
+    result = kubectl(
+        "create", "token", service_account, f"--namespace={namespace}", f"--duration={duration}"
+    )
     if result.returncode != 0:
         raise RuntimeError(f"kubectl create token failed: {result.stderr.strip()}")
     user = f"system:serviceaccount:{namespace}:{service_account}"
-    return kube_pki.write_kubeconfig(dest, SERVER, pki().ca, user,
-                                     token=result.stdout.strip(), namespace=namespace)
+    return kube_pki.write_kubeconfig(
+        dest, SERVER, pki().ca, user, token=result.stdout.strip(), namespace=namespace
+    )
 
 
 def _api_get(path: str, timeout: float = 3.0) -> bytes | None:
@@ -118,8 +123,9 @@ def _healthz(port: int) -> bool:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with urllib.request.urlopen(f"https://{HOST}:{port}/healthz", timeout=3.0,
-                                    context=context) as answer:
+        with urllib.request.urlopen(
+            f"https://{HOST}:{port}/healthz", timeout=3.0, context=context
+        ) as answer:
             return bool(answer.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -161,8 +167,12 @@ class Kubernetes(Component):
     def _link_binaries(self) -> None:
         folder = bin_dir()
         folder.mkdir(parents=True, exist_ok=True)
-        sources = [kube_build.kube_bin(), kube_build.etcd_bin(), kube_build.kwok_bin(),
-                   kube_build.helm_bin()]
+        sources = [
+            kube_build.kube_bin(),
+            kube_build.etcd_bin(),
+            kube_build.kwok_bin(),
+            kube_build.helm_bin(),
+        ]
         for binary in (path for source in sources for path in source.iterdir()):
             link = folder / binary.name
             if not link.is_symlink() or link.resolve() != binary:
@@ -175,27 +185,32 @@ class Kubernetes(Component):
         process.start(process.Daemon(ETCD, self._etcd_argv()))
         process.wait_until(_etcd_healthy, what="etcd", logs=[ETCD])
         process.start(process.Daemon(APISERVER, self._apiserver_argv(certs)))
-        process.wait_until(_apiserver_ready, what="kube-apiserver /readyz",
-                           logs=[ETCD, APISERVER])
+        process.wait_until(_apiserver_ready, what="kube-apiserver /readyz", logs=[ETCD, APISERVER])
         process.start(process.Daemon(CONTROLLER_MANAGER, self._controller_manager_argv(certs)))
         process.start(process.Daemon(SCHEDULER, self._scheduler_argv(certs)))
-        process.wait_until(lambda: _healthz(CONTROLLER_MANAGER_PORT) and _healthz(SCHEDULER_PORT),
-                           what="controller manager and scheduler /healthz",
-                           logs=[CONTROLLER_MANAGER, SCHEDULER])
+        process.wait_until(
+            lambda: _healthz(CONTROLLER_MANAGER_PORT) and _healthz(SCHEDULER_PORT),
+            what="controller manager and scheduler /healthz",
+            logs=[CONTROLLER_MANAGER, SCHEDULER],
+        )
         if process.running_pid(KWOK) is None:
             self._release_node_lease()
         process.start(process.Daemon(KWOK, self._kwok_argv(certs)))
         self._create_fake_node()
-        process.wait_until(_fake_node_ready, what=f"fake node {FAKE_NODE} Ready",
-                           logs=[KWOK, CONTROLLER_MANAGER])
+        process.wait_until(
+            _fake_node_ready, what=f"fake node {FAKE_NODE} Ready", logs=[KWOK, CONTROLLER_MANAGER]
+        )
 
     def _etcd_argv(self) -> list[str]:
         peer = f"http://{HOST}:{ETCD_PEER_PORT}"
         return [
-            str(kube_build.etcd_bin() / "etcd"), "--name=testbed",
+            str(kube_build.etcd_bin() / "etcd"),
+            "--name=testbed",
             f"--data-dir={run_dir() / 'etcd'}",
-            f"--listen-client-urls={ETCD_URL}", f"--advertise-client-urls={ETCD_URL}",
-            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+            f"--listen-client-urls={ETCD_URL}",
+            f"--advertise-client-urls={ETCD_URL}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
             f"--initial-cluster=testbed={peer}",
             # A throwaway test bed: skip fsync, which makes a loaded machine's etcd crawl.
             "--unsafe-no-fsync",
@@ -205,7 +220,8 @@ class Kubernetes(Component):
         return [
             str(kube_build.kube_bin() / "kube-apiserver"),
             f"--etcd-servers={ETCD_URL}",
-            f"--bind-address={HOST}", f"--secure-port={APISERVER_PORT}",
+            f"--bind-address={HOST}",
+            f"--secure-port={APISERVER_PORT}",
             f"--advertise-address={ADVERTISE_IP}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             f"--tls-cert-file={certs.crt('apiserver')}",
@@ -238,13 +254,16 @@ class Kubernetes(Component):
         """Flags the controller manager and the scheduler share."""
         kubeconfig = certs.kubeconfig(client)
         return [
-            f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
-            f"--bind-address={HOST}", f"--secure-port={port}",
+            f"--bind-address={HOST}",
+            f"--secure-port={port}",
             f"--cert-dir={run_dir() / f'{client}-certs'}",
             f"--client-ca-file={certs.ca}",
             f"--requestheader-client-ca-file={certs.crt('front-proxy-ca')}",
-            "--leader-elect=false", "--profiling=false",
+            "--leader-elect=false",
+            "--profiling=false",
         ]
 
     def _controller_manager_argv(self, certs: kube_pki.Pki) -> list[str]:
@@ -257,14 +276,17 @@ class Kubernetes(Component):
             f"--service-account-private-key-file={certs.sa_private}",
             "--use-service-account-credentials=true",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--allocate-node-cidrs=true", f"--cluster-cidr={CLUSTER_CIDR}",
+            "--allocate-node-cidrs=true",
+            f"--cluster-cidr={CLUSTER_CIDR}",
             # Its default lies under /usr/libexec, outside the run folder.
             f"--flex-volume-plugin-dir={run_dir() / 'flexvolume'}",
         ]
 
     def _scheduler_argv(self, certs: kube_pki.Pki) -> list[str]:
-        return [str(kube_build.kube_bin() / "kube-scheduler"),
-                *self._component_flags(certs, "scheduler", SCHEDULER_PORT)]
+        return [
+            str(kube_build.kube_bin() / "kube-scheduler"),
+            *self._component_flags(certs, "scheduler", SCHEDULER_PORT),
+        ]
 
     def _kwok_argv(self, certs: kube_pki.Pki) -> list[str]:
         stages = kube_build.kwok_module() / "kustomize" / "stage"
@@ -284,21 +306,26 @@ class Kubernetes(Component):
     def _release_node_lease(self) -> None:
         """A new kwok process has a new identity and would wait for its predecessor's lease
         to expire (up to its 40 s duration) before touching the node or its pods."""
-        result = kubectl("delete", "lease", FAKE_NODE, "--namespace=kube-node-lease",
-                         "--ignore-not-found")
+        result = kubectl(
+            "delete", "lease", FAKE_NODE, "--namespace=kube-node-lease", "--ignore-not-found"
+        )
         if result.returncode != 0:
             raise process.StartError(f"releasing the lease of {FAKE_NODE} failed: {result.stderr}")
 
     def _create_fake_node(self) -> None:
         key, value, effect = FAKE_NODE_TAINT
         node = {
-            "apiVersion": "v1", "kind": "Node",
+            "apiVersion": "v1",
+            "kind": "Node",
             "metadata": {
                 "name": FAKE_NODE,
                 "annotations": {KWOK_ANNOTATION[0]: KWOK_ANNOTATION[1]},
-                "labels": {FAKE_NODE_LABEL[0]: FAKE_NODE_LABEL[1],
-                           "kubernetes.io/hostname": FAKE_NODE,
-                           "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"},
+                "labels": {
+                    FAKE_NODE_LABEL[0]: FAKE_NODE_LABEL[1],
+                    "kubernetes.io/hostname": FAKE_NODE,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                },
             },
             "spec": {"taints": [{"key": key, "value": value, "effect": effect}]},
         }

@@ -1,0 +1,34 @@
+"""Kafka topic names, per symbol and kind, in one place (DESIGN.md, "Contracts")."""
+
+from __future__ import annotations
+
+import re
+
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{5,20}$")
+INTERVAL_PATTERN = re.compile(r"^[1-9][0-9]*[smhd]$")
+
+
+def _symbol(symbol: str) -> str:
+    if not SYMBOL_PATTERN.match(symbol):
+        raise ValueError(f"{symbol!r} is not a Binance symbol such as BTCUSDT")
+    return symbol.lower()
+
+
+def trades(symbol: str) -> str:
+    return f"trades.{_symbol(symbol)}"
+
+
+def candles(interval: str, symbol: str) -> str:
+    if not INTERVAL_PATTERN.match(interval):
+        raise ValueError(f"{interval!r} is not an interval such as 1m, 5m or 1h")
+    return f"candles.{interval}.{_symbol(symbol)}"
+
+
+def forecasts(symbol: str) -> str:
+    return f"forecasts.{_symbol(symbol)}"
+
+
+def deadletter(source: str) -> str:
+    if not re.match(r"^[a-z][a-z0-9-]*$", source):
+        raise ValueError(f"{source!r} is not a source name such as binance")
+    return f"deadletter.{source}"
