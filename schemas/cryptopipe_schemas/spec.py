@@ -1,0 +1,324 @@
+"""The CryptoPipeline spec (group cryptopipe.io, version v1alpha1) as typed, validated classes.
+
+The single source of truth for what a pipeline may say: the operator, the local runner and the
+jobs read specs through `parse_spec`, and the CRD's schema is generated from the same field
+metadata (`doc`, `pattern`, `minimum`, `maximum`, `enum`). Keys are camelCase, as in Kubernetes.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from cryptopipe_schemas.topics import INTERVAL_PATTERN, SYMBOL_PATTERN
+
+DURATION_PATTERN = r"^[1-9][0-9]*(ms|s|m|h)$"
+CRON_PATTERN = r"^(\S+\s+){4}\S+$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
+DNS_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+class SpecError(ValueError):
+    """An invalid spec; `problems` lists each as `path: what is wrong`, in words."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def spec_field(doc: str, default: Any = dataclasses.MISSING, **rules: Any) -> Any:
+    """A dataclass field with its documentation and validation rules."""
+    metadata = {"doc": doc, **rules}
+    if isinstance(default, list | dict):
+        template = default
+        return field(default_factory=lambda: copy.deepcopy(template), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+class SourceKind(StrEnum):
+    BINANCE = "binance"
+    REPLAY = "replay"
+
+
+@dataclass(frozen=True)
+class SecretKeyRef:
+    name: str = spec_field(
+        "Name of a Secret in the pipeline's namespace.", pattern=DNS_NAME_PATTERN
+    )
+    key: str = spec_field("Key inside the Secret.", "service-account.json")
+
+
+@dataclass(frozen=True)
+class ReplaySource:
+    data: str = spec_field(
+        "Recorded data to replay: `embedded` (the bundled real history) or a file path.",
+        "embedded",
+    )
+    speed: float = spec_field(
+        "Replay speed: 1 is real time, N is N times faster, 0 is as fast as possible.",
+        0.0,
+        minimum=0,
+    )
+    shift_to_now: bool = spec_field(
+        "Shift event times so that the recording ends now (else keep the recorded times).",
+        False,
+    )
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: SourceKind = spec_field("Where trades come from.", SourceKind.BINANCE)
+    replay: ReplaySource = spec_field("Replay settings, used when kind is replay.", ReplaySource())
+
+
+@dataclass(frozen=True)
+class HdfsSink:
+    enabled: bool = spec_field("Write candles as parquet to HDFS.", True)
+    path: str = spec_field("Base folder on HDFS.", "/cryptopipe", pattern=r"^/.*")
+
+
+@dataclass(frozen=True)
+class HiveSink:
+    enabled: bool = spec_field("Keep Hive tables over the parquet data.", True)
+    database: str = spec_field("Hive database.", "cryptopipe", pattern=r"^[a-z_][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class KafkaSink:
+    enabled: bool = spec_field("Publish finalized candles to candles.<interval>.<symbol>.", True)
+    partitions: int = spec_field("Partitions of each topic.", 1, minimum=1, maximum=64)
+    replication: int = spec_field("Replication factor of each topic.", 1, minimum=1, maximum=5)
+
+
+@dataclass(frozen=True)
+class SheetsSink:
+    enabled: bool = spec_field("Append finalized candles to a Google Sheet.", False)
+    spreadsheet_id: str | None = spec_field("The spreadsheet's id (from its URL).", None)
+    secret_ref: SecretKeyRef | None = spec_field(
+        "Secret holding the Google service account's JSON key.", None
+    )
+
+
+@dataclass(frozen=True)
+class Sinks:
+    hdfs: HdfsSink = spec_field("HDFS parquet sink.", HdfsSink())
+    hive: HiveSink = spec_field("Hive tables.", HiveSink())
+    kafka: KafkaSink = spec_field("Aggregates topics.", KafkaSink())
+    sheets: SheetsSink = spec_field("Google Sheets sink.", SheetsSink())
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    interval: str = spec_field(
+        "Candle interval the model forecasts.", "1h", pattern=INTERVAL_PATTERN.pattern
+    )
+    lookback: int = spec_field("Candles the model reads per forecast.", 48, minimum=2, maximum=2000)
+    horizon: int = spec_field("Candles ahead it forecasts.", 6, minimum=1, maximum=500)
+    schedule: str = spec_field("Cron schedule of retraining.", "0 */6 * * *", pattern=CRON_PATTERN)
+    layers: int = spec_field("LSTM layers.", 2, minimum=1, maximum=8)
+    units: int = spec_field("Units per LSTM layer.", 32, minimum=1, maximum=1024)
+    dropout: float = spec_field("Dropout between layers.", 0.1, minimum=0, maximum=0.9)
+    learning_rate: float = spec_field("Adam learning rate.", 0.001, minimum=0, maximum=1)
+    epochs: int = spec_field("Most training epochs (early stopping may end sooner).", 30, minimum=1)
+    batch_size: int = spec_field("Training batch size.", 64, minimum=1, maximum=4096)
+    coverage: float = spec_field(
+        "Nominal coverage of prediction intervals.", 0.9, minimum=0.5, maximum=0.99
+    )
+
+
+@dataclass(frozen=True)
+class DashboardSpec:
+    enabled: bool = spec_field("Run the Streamlit dashboard.", True)
+    host: str | None = spec_field(
+        "Ingress host name; no Ingress when absent.", None, pattern=DNS_NAME_PATTERN
+    )
+
+
+@dataclass(frozen=True)
+class ComponentResources:
+    cpu: str = spec_field("CPU request, for example 250m.", "250m", pattern=QUANTITY_PATTERN)
+    memory: str = spec_field(
+        "Memory request and limit, for example 512Mi.", "512Mi", pattern=QUANTITY_PATTERN
+    )
+
+
+@dataclass(frozen=True)
+class Resources:
+    producer: ComponentResources = spec_field("Producer.", ComponentResources("100m", "256Mi"))
+    aggregator: ComponentResources = spec_field("Spark driver.", ComponentResources("500m", "1Gi"))
+    trainer: ComponentResources = spec_field("Training job.", ComponentResources("1", "2Gi"))
+    predictor: ComponentResources = spec_field("Predictor.", ComponentResources("100m", "512Mi"))
+    dashboard: ComponentResources = spec_field("Dashboard.", ComponentResources("100m", "256Mi"))
+
+
+@dataclass(frozen=True)
+class CryptoPipelineSpec:
+    symbol: str = spec_field(
+        "Binance symbol in upper case, for example BTCUSDT.", pattern=SYMBOL_PATTERN.pattern
+    )
+    source: Source = spec_field("Where trades come from.", Source())
+    intervals: list[str] = spec_field(
+        "Candle intervals to aggregate, each unique.",
+        ["1m", "5m", "1h"],
+        item_pattern=INTERVAL_PATTERN.pattern,
+        min_items=1,
+    )
+    watermark: str = spec_field(
+        "How late a trade may arrive and still count.", "30s", pattern=DURATION_PATTERN
+    )
+    sinks: Sinks = spec_field("Where candles go.", Sinks())
+    model: ModelSpec = spec_field("Forecasting model.", ModelSpec())
+    dashboard: DashboardSpec = spec_field("Dashboard.", DashboardSpec())
+    resources: Resources = spec_field("Resource requests per component.", Resources())
+    suspend: bool = spec_field("Scale every part to zero, keeping data and models.", False)
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+T = TypeVar("T")
+
+
+def _optional_inner(annotation: Any) -> tuple[Any, bool]:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return args[0], True
+    return annotation, False
+
+
+_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+def _scalar(
+    value: Any, kind: type, path: str, rules: Mapping[str, Any], problems: list[str]
+) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(kind, type) and issubclass(kind, StrEnum):
+        allowed = [member.value for member in kind]
+        if value not in allowed:
+            problems.append(f"{path}: must be one of {', '.join(allowed)}, not {value!r}")
+            return None
+        return kind(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        problems.append(f"{path}: must be {_TYPE_WORDS.get(kind, kind.__name__)}, not {value!r}")
+        return None
+    if "pattern" in rules and not re.match(rules["pattern"], str(value)):
+        problems.append(f"{path}: {value!r} does not look right ({rules['doc'].rstrip('.')})")
+    if "minimum" in rules and value < rules["minimum"]:
+        problems.append(f"{path}: must be at least {rules['minimum']}, not {value}")
+    if "maximum" in rules and value > rules["maximum"]:
+        problems.append(f"{path}: must be at most {rules['maximum']}, not {value}")
+    return value
+
+
+def _build(cls: type[T], data: Any, path: str, problems: list[str]) -> T | None:
+    if not isinstance(data, Mapping):
+        problems.append(f"{path or 'spec'}: must be an object, not {data!r}")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {camel(f.name): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    for key in unknown:
+        problems.append(
+            f"{path}{'.' if path else ''}{key}: unknown field (known: {', '.join(fields)})"
+        )
+    values: dict[str, Any] = {}
+    for key, spec in fields.items():
+        where = f"{path}{'.' if path else ''}{key}"
+        if key not in data:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                problems.append(f"{where}: is required ({spec.metadata['doc'].rstrip('.')})")
+            continue
+        values[spec.name] = _value(hints[spec.name], data[key], where, spec.metadata, problems)
+    if problems:
+        return None
+    return cls(**values)
+
+
+def _value(
+    annotation: Any, value: Any, path: str, rules: Mapping[str, Any], problems: list[str]
+) -> Any:
+    kind, optional = _optional_inner(annotation)
+    if value is None:
+        if not optional:
+            problems.append(f"{path}: must not be null")
+        return None
+    if dataclasses.is_dataclass(kind):
+        nested: list[str] = []
+        built = _build(kind, value, path, nested)  # type: ignore[arg-type]
+        problems.extend(nested)
+        return built
+    if typing.get_origin(kind) is list:
+        if not isinstance(value, list):
+            problems.append(f"{path}: must be a list, not {value!r}")
+            return None
+        if len(value) < rules.get("min_items", 0):
+            problems.append(f"{path}: needs at least {rules['min_items']} item(s)")
+        item_rules = {"doc": rules["doc"]}
+        if "item_pattern" in rules:
+            item_rules["pattern"] = rules["item_pattern"]
+        item_type = typing.get_args(kind)[0]
+        return [
+            _scalar(item, item_type, f"{path}[{index}]", item_rules, problems)
+            for index, item in enumerate(value)
+        ]
+    return _scalar(value, kind, path, rules, problems)
+
+
+def _cross_field_problems(spec: CryptoPipelineSpec) -> list[str]:
+    problems = []
+    duplicates = sorted({i for i in spec.intervals if spec.intervals.count(i) > 1})
+    if duplicates:
+        problems.append(
+            f"intervals: each interval may appear once; repeated: {', '.join(duplicates)}"
+        )
+    if spec.model.interval not in spec.intervals:
+        problems.append(
+            f"model.interval: {spec.model.interval} is not aggregated; add it to intervals "
+            f"({', '.join(spec.intervals)})"
+        )
+    if spec.model.horizon >= spec.model.lookback:
+        problems.append(
+            f"model.horizon: {spec.model.horizon} must be smaller than model.lookback "
+            f"({spec.model.lookback}): the model cannot see less than it forecasts"
+        )
+    sheets = spec.sinks.sheets
+    if sheets.enabled and (sheets.secret_ref is None or not sheets.spreadsheet_id):
+        problems.append(
+            "sinks.sheets: an enabled Sheets sink needs spreadsheetId and secretRef "
+            "(a Secret with the service account's JSON key)"
+        )
+    return problems
+
+
+def parse_spec(data: Mapping[str, Any]) -> CryptoPipelineSpec:
+    """Validate a CryptoPipeline's spec; raise SpecError listing every problem."""
+    problems: list[str] = []
+    spec = _build(CryptoPipelineSpec, data, "", problems)
+    if spec is None:
+        raise SpecError(problems)
+    problems = _cross_field_problems(spec)
+    if problems:
+        raise SpecError(problems)
+    return spec
+
+
+def to_mapping(spec: Any) -> Any:
+    """The camelCase mapping of a spec object (what `parse_spec` reads back)."""
+    if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
+        return {camel(f.name): to_mapping(getattr(spec, f.name)) for f in dataclasses.fields(spec)}
+    if isinstance(spec, list):
+        return [to_mapping(item) for item in spec]
+    if isinstance(spec, StrEnum):
+        return spec.value
+    return spec
