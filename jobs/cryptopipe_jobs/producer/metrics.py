@@ -1,0 +1,112 @@
+"""Prometheus metrics of the producer, and the HTTP endpoint serving them with health probes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+
+class ProducerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        prefix = "cryptopipe_producer"
+        self.messages_in = Counter(
+            f"{prefix}_messages_in",
+            "Trades received, per symbol.",
+            ["symbol"],
+            registry=self.registry,
+        )
+        self.messages_out = Counter(
+            f"{prefix}_messages_out",
+            "Records acknowledged by Kafka, per symbol (or deadletter).",
+            ["symbol"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            f"{prefix}_dead_letters",
+            "Inputs sent to the dead-letter topic, by kind of reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.reconnects = Counter(
+            f"{prefix}_reconnects", "Exchange reconnections.", registry=self.registry
+        )
+        self.backfilled = Counter(
+            f"{prefix}_backfilled_trades",
+            "Trades fetched over REST to close gaps.",
+            ["symbol"],
+            registry=self.registry,
+        )
+        self.duplicates = Counter(
+            f"{prefix}_duplicates_dropped",
+            "Trades dropped as already published.",
+            ["symbol"],
+            registry=self.registry,
+        )
+        self.event_lag = Histogram(
+            f"{prefix}_event_lag_seconds",
+            "Ingest time minus exchange event time.",
+            ["symbol"],
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self.send_latency = Histogram(
+            f"{prefix}_send_latency_seconds",
+            "From send to Kafka's acknowledgement.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.last_event = Gauge(
+            f"{prefix}_last_event_timestamp_seconds",
+            "Exchange time of the newest trade.",
+            ["symbol"],
+            registry=self.registry,
+        )
+
+    def sent(self, label: str, seconds: float) -> None:
+        self.messages_out.labels(label).inc()
+        self.send_latency.observe(seconds)
+
+
+def serve(
+    metrics: ProducerMetrics,
+    port: int,
+    healthy: Callable[[], bool],
+    host: str = "0.0.0.0",  # noqa: S104
+) -> ThreadingHTTPServer:
+    """Serve /metrics, /healthz (alive) and /readyz (connected and delivering) in a thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                self._answer(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif self.path == "/healthz":
+                self._answer(200, b"ok\n", "text/plain")
+            elif self.path == "/readyz":
+                ready = healthy()
+                self._answer(
+                    200 if ready else 503, b"ready\n" if ready else b"not ready\n", "text/plain"
+                )
+            else:
+                self._answer(404, b"not found\n", "text/plain")
+
+        def _answer(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Probes every few seconds would drown the structured logs."""
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server
