@@ -322,3 +322,39 @@ def to_mapping(spec: Any) -> Any:
     if isinstance(spec, StrEnum):
         return spec.value
     return spec
+
+
+API_GROUP = "cryptopipe.io"
+API_VERSION = "v1alpha1"
+KIND = "CryptoPipeline"
+
+
+def spec_from_document(document: Any) -> CryptoPipelineSpec:
+    """A CryptoPipeline manifest (apiVersion, kind, spec) or a bare spec mapping."""
+    if not isinstance(document, Mapping):
+        raise SpecError([f"spec: a document must be a mapping, not {type(document).__name__}"])
+    if "kind" in document:
+        if document["kind"] != KIND or document.get("apiVersion") != f"{API_GROUP}/{API_VERSION}":
+            raise SpecError(
+                [
+                    f"kind: expected {KIND} in {API_GROUP}/{API_VERSION}, "
+                    f"not {document.get('kind')} in {document.get('apiVersion')}"
+                ]
+            )
+        return parse_spec(document.get("spec") or {})
+    return parse_spec(document)
+
+
+def load_spec_file(path: str) -> CryptoPipelineSpec:
+    """Read a spec from a YAML or JSON file (what the operator renders into a ConfigMap)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as handle:
+        try:
+            document = yaml.safe_load(handle)
+        except yaml.YAMLError as error:
+            raise SpecError([f"{path}: not YAML or JSON: {error}"]) from error
+    try:
+        return spec_from_document(document)
+    except SpecError as error:
+        raise SpecError([f"{path}: {problem}" for problem in error.problems]) from error

@@ -91,6 +91,10 @@ class KafkaTradeSink:
         self._on_sent = on_sent
         self._failure: BaseException | None = None
 
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
+
     def _check(self) -> None:
         if self._failure is not None:
             raise DeliveryError(f"Kafka refused a record: {self._failure}") from self._failure

@@ -75,6 +75,31 @@ class ProducerMetrics:
         self.send_latency.observe(seconds)
 
 
+class PrometheusEvents:
+    """The exchange source's events (binance_ws.SourceEvents) as Prometheus metrics."""
+
+    def __init__(self, metrics: ProducerMetrics) -> None:
+        self._metrics = metrics
+
+    def reconnected(self, reason: str) -> None:
+        self._metrics.reconnects.inc()
+
+    def message_in(self, symbol: str) -> None:
+        self._metrics.messages_in.labels(symbol).inc()
+
+    def event_lag(self, symbol: str, lag_ms: int) -> None:
+        self._metrics.event_lag.labels(symbol).observe(lag_ms / 1000)
+
+    def backfilled(self, symbol: str, count: int) -> None:
+        self._metrics.backfilled.labels(symbol).inc(count)
+
+    def duplicate_dropped(self, symbol: str) -> None:
+        self._metrics.duplicates.labels(symbol).inc()
+
+    def dead_letter(self, category: str) -> None:
+        self._metrics.dead_letters.labels(category).inc()
+
+
 def serve(
     metrics: ProducerMetrics,
     port: int,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -10,9 +12,15 @@ from cryptopipe_schemas import topics
 from cryptopipe_schemas.codec import DecodeError, decode
 
 
-def last_trade_ids(
+@dataclass(frozen=True)
+class LastTrade:
+    trade_id: int
+    event_time: dt.datetime
+
+
+def last_trades(
     bootstrap_servers: str, symbols: Iterable[str], timeout_ms: int = 10_000
-) -> dict[str, int]:
+) -> dict[str, LastTrade]:
     """Read the newest record of every partition of each symbol's trades topic.
 
     Records of a symbol are keyed by it, so they share one partition and arrive in trade id
@@ -27,7 +35,7 @@ def last_trade_ids(
             for partition in sorted(consumer.partitions_for_topic(topic) or ())
         ]
         ends = consumer.end_offsets(partitions) if partitions else {}
-        last: dict[str, int] = {}
+        last: dict[str, LastTrade] = {}
         for partition in partitions:
             end = ends[partition]
             if end == 0:
@@ -39,8 +47,9 @@ def last_trade_ids(
                     trade = decode(record).record
                 except DecodeError:
                     continue
-                symbol = trade["symbol"]
-                last[symbol] = max(last.get(symbol, -1), int(trade["trade_id"]))
+                symbol, trade_id = trade["symbol"], int(trade["trade_id"])
+                if symbol not in last or trade_id > last[symbol].trade_id:
+                    last[symbol] = LastTrade(trade_id, trade["event_time"])
         return last
     finally:
         consumer.close()

@@ -1,0 +1,252 @@
+"""cryptopipe-producer: trades from Binance (live) or a recording (replay) into Kafka.
+
+Configuration is one or more CryptoPipeline specs (files the operator renders, or manifests);
+their symbols share one producer. A restart reads the last trade per symbol back from Kafka and
+continues after it, so nothing is repeated or lost. SIGTERM flushes and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kafka import KafkaAdminClient
+
+from cryptopipe_jobs import logs
+from cryptopipe_jobs.producer import binance_ws, replay
+from cryptopipe_jobs.producer.kafka_sink import (
+    KafkaTradeSink,
+    TopicSettings,
+    create_producer,
+    ensure_topics,
+    producer_topics,
+)
+from cryptopipe_jobs.producer.metrics import ProducerMetrics, PrometheusEvents, serve
+from cryptopipe_jobs.producer.recorded import Kline, RecordedTrade, load_embedded, load_path
+from cryptopipe_jobs.producer.resume import LastTrade, last_trades
+from cryptopipe_schemas.spec import CryptoPipelineSpec, SourceKind, SpecError, load_spec_file
+
+log = logging.getLogger("cryptopipe.producer")
+EMBEDDED = "embedded"
+
+
+@dataclass(frozen=True)
+class ProducerOptions:
+    specs: Sequence[CryptoPipelineSpec]
+    bootstrap_servers: str
+    metrics_port: int
+    binance: binance_ws.BinanceConfig
+    data_override: str | None = None
+
+
+def source_name(kind: SourceKind) -> str:
+    return kind.value
+
+
+def replay_trades(spec: CryptoPipelineSpec, data_override: str | None) -> list[replay.ReplayTrade]:
+    data = data_override or spec.source.replay.data
+    if data == EMBEDDED:
+        # The bundled history is Coinbase's BTC/USD, replayed under the pipeline's symbol.
+        return replay.klines_to_trades(load_embedded(), spec.symbol, "coinbase")
+    loaded = load_path(Path(data))
+    if loaded and isinstance(loaded[0], Kline):
+        return replay.klines_to_trades(
+            [k for k in loaded if isinstance(k, Kline)], spec.symbol, "binance"
+        )
+    return replay.recorded_to_trades(
+        [t for t in loaded if isinstance(t, RecordedTrade)], spec.symbol
+    )
+
+
+def replay_shift_to(
+    spec: CryptoPipelineSpec,
+    trades: Sequence[replay.ReplayTrade],
+    last: LastTrade | None,
+    now: dt.datetime,
+) -> dt.datetime | None:
+    """Where the recording's last trade lands: now on a first run; on a restart, wherever the
+    first run put it (read back from the last published trade), so times never jump."""
+    if not spec.source.replay.shift_to_now or not trades:
+        return None
+    if last is None:
+        return now
+    original = next((t for t in trades if t.trade_id == last.trade_id), None)
+    if original is None:
+        return now
+    offset_ms = replay.ms_from_utc(last.event_time) - original.time_ms
+    return replay.utc_from_ms(trades[-1].time_ms + offset_ms)
+
+
+def run_replay(
+    spec: CryptoPipelineSpec,
+    sink: KafkaTradeSink,
+    metrics: ProducerMetrics,
+    last: LastTrade | None,
+    data_override: str | None,
+    stop: threading.Event,
+) -> int:
+    trades = replay_trades(spec, data_override)
+
+    def clock() -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    def sleep(seconds: float) -> None:
+        stop.wait(seconds)  # a stop request cuts the wait short
+
+    shift_to = replay_shift_to(spec, trades, last, clock())
+    published = 0
+    for record in replay.replay(
+        trades,
+        spec.source.replay.speed,
+        shift_to,
+        clock,
+        sleep,
+        after_id=last.trade_id if last else None,
+    ):
+        if stop.is_set():
+            break
+        sink.publish_trade(record)
+        metrics.messages_in.labels(spec.symbol).inc()
+        metrics.last_event.labels(spec.symbol).set(record["event_time"].timestamp())
+        published += 1
+    log.info("replay finished", extra={"symbol": spec.symbol, "published": published})
+    return published
+
+
+def run(options: ProducerOptions, stop: threading.Event) -> None:
+    kinds = {spec.source.kind for spec in options.specs}
+    if len(kinds) != 1:
+        raise SpecError(["source.kind: one producer serves one source; split binance and replay"])
+    (kind,) = kinds
+    symbols = [spec.symbol for spec in options.specs]
+    kafka_sink = options.specs[0].sinks.kafka
+    settings = TopicSettings(kafka_sink.partitions, kafka_sink.replication)
+    admin = KafkaAdminClient(
+        bootstrap_servers=options.bootstrap_servers, client_id="cryptopipe-producer"
+    )
+    try:
+        created = ensure_topics(admin, producer_topics(symbols, source_name(kind)), settings)
+    finally:
+        admin.close()
+    if created:
+        log.info("created topics", extra={"topics": created})
+    last = last_trades(options.bootstrap_servers, symbols)
+    log.info("resuming", extra={"last_trade_ids": {s: t.trade_id for s, t in last.items()}})
+
+    metrics = ProducerMetrics()
+    sink = KafkaTradeSink(
+        create_producer(options.bootstrap_servers, "cryptopipe-producer"),
+        source_name(kind),
+        on_sent=metrics.sent,
+    )
+    server = (
+        serve(metrics, options.metrics_port, lambda: not sink.failed)
+        if options.metrics_port
+        else None
+    )
+    try:
+        if kind is SourceKind.REPLAY:
+            workers = [
+                threading.Thread(
+                    target=run_replay,
+                    args=(spec, sink, metrics, last.get(spec.symbol), options.data_override, stop),
+                    name=f"replay-{spec.symbol}",
+                )
+                for spec in options.specs
+            ]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+        else:
+            asyncio.run(_stream(options, symbols, sink, metrics, last, stop))
+    finally:
+        sink.close()
+        if server is not None:
+            server.shutdown()
+        log.info("producer stopped", extra={"symbols": symbols})
+
+
+async def _stream(
+    options: ProducerOptions,
+    symbols: list[str],
+    sink: KafkaTradeSink,
+    metrics: ProducerMetrics,
+    last: dict[str, LastTrade],
+    stop: threading.Event,
+) -> None:
+    stop_async = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    threading.Thread(
+        target=lambda: (stop.wait(), loop.call_soon_threadsafe(stop_async.set)),
+        daemon=True,
+        name="stop-bridge",
+    ).start()
+    await binance_ws.stream_trades(
+        options.binance,
+        symbols,
+        sink,
+        {symbol: trade.trade_id for symbol, trade in last.items()},
+        stop_async,
+        PrometheusEvents(metrics),
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="cryptopipe-producer", description=__doc__)
+    parser.add_argument(
+        "--spec",
+        action="append",
+        required=True,
+        help="CryptoPipeline spec or manifest (repeatable)",
+    )
+    parser.add_argument("--bootstrap-servers", required=True)
+    parser.add_argument("--metrics-port", type=int, default=9108, help="0 turns the endpoint off")
+    parser.add_argument(
+        "--data",
+        help="replay this recording instead of the spec's (Binance kline/trade CSV or zip)",
+    )
+    parser.add_argument("--binance-ws-url", default=binance_ws.BinanceConfig.ws_url)
+    parser.add_argument("--binance-rest-url", default=binance_ws.BinanceConfig.rest_url)
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logs.configure(args.log_level)
+    try:
+        specs = [load_spec_file(path) for path in args.spec]
+    except (SpecError, OSError) as error:
+        print(f"cryptopipe-producer: invalid configuration: {error}", file=sys.stderr)
+        return 2
+    options = ProducerOptions(
+        specs=specs,
+        bootstrap_servers=args.bootstrap_servers,
+        metrics_port=args.metrics_port,
+        binance=binance_ws.BinanceConfig(
+            ws_url=args.binance_ws_url, rest_url=args.binance_rest_url
+        ),
+        data_override=args.data,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        run(options, stop)
+    except SpecError as error:
+        print(f"cryptopipe-producer: invalid configuration: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Local stand-ins that speak real external protocols over real sockets."""
