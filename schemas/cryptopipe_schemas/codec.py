@@ -6,6 +6,7 @@ import io
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
@@ -61,5 +62,6 @@ def decode(payload: bytes, *, ids: Mapping[int, SchemaName] | None = None) -> De
     return Decoded(name, record)
 
 
+@cache
 def encode_key(symbol: str) -> bytes:
     return encode(SchemaName.SYMBOL_KEY, {"symbol": symbol})
