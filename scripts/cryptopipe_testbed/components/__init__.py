@@ -8,9 +8,18 @@ from cryptopipe_testbed.components.hive import HiveMetastore
 from cryptopipe_testbed.components.kafka import Kafka
 from cryptopipe_testbed.components.kube import Kubernetes
 from cryptopipe_testbed.components.postgres import Postgres
+from cryptopipe_testbed.components.registry import SchemaRegistry
 from cryptopipe_testbed.components.spark import Spark
 
-ALL: tuple[Component, ...] = (Kafka(), Spark(), Hdfs(), Postgres(), HiveMetastore(), Kubernetes())
+ALL: tuple[Component, ...] = (
+    Kafka(),
+    Spark(),
+    Hdfs(),
+    Postgres(),
+    HiveMetastore(),
+    Kubernetes(),
+    SchemaRegistry(),
+)
 BY_NAME: dict[str, Component] = {component.name: component for component in ALL}
 
 
