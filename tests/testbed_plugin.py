@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 class TestbedSession:
     """Starts components on demand, once per pytest session."""
 
+    __test__ = False  # a helper, not a test class
+
     def __init__(self) -> None:
         self.started: list[str] = []
         self.ready: set[str] = set()
