@@ -63,5 +63,5 @@ def decode(payload: bytes, *, ids: Mapping[int, SchemaName] | None = None) -> De
 
 
 @cache
-def encode_key(symbol: str) -> bytes:
-    return encode(SchemaName.SYMBOL_KEY, {"symbol": symbol})
+def encode_key(symbol: str, *, id_override: int | None = None) -> bytes:
+    return encode(SchemaName.SYMBOL_KEY, {"symbol": symbol}, id_override=id_override)

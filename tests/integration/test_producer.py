@@ -31,6 +31,8 @@ from cryptopipe_jobs.producer.recorded import load_embedded
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.avro_schemas import SchemaName, schema_json
 from cryptopipe_schemas.codec import decode
+from cryptopipe_schemas.registry import register_all, resolve
+from testbed_plugin import TestbedSession
 
 pytestmark = pytest.mark.integration
 
@@ -332,3 +334,26 @@ def test_an_invalid_spec_is_a_clear_error_before_anything_starts(
     assert result.returncode == 2
     assert "symbol: 'btc' does not look right" in result.stderr
     assert "model.horizon: must be at least 1" in result.stderr
+
+
+def test_with_a_schema_registry_records_carry_its_ids(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    testbed: TestbedSession,
+    producer_factory: Callable[..., ProducerProcess],
+) -> None:
+    registry_url = testbed.ensure("registry")["CRYPTOPIPE_SCHEMA_REGISTRY_URL"]
+    symbol = _symbol()
+    _write_binance_klines(tmp_path / "klines.csv", 5)
+    spec = _spec_file(tmp_path, symbol, {"kind": "replay", "replay": {"speed": 0}})
+    argv = ["--data", str(tmp_path / "klines.csv"), "--metrics-port", "0"]
+    producer = producer_factory([spec], *argv, "--schema-registry-url", registry_url)
+    assert producer.proc is not None and producer.proc.wait(timeout=120) == 0, producer.tail()
+    values = _read_all(kafka_bootstrap, topics.trades(symbol))
+    assert values
+    found = {int.from_bytes(value[1:5], "big") for value in values}
+    assert len(found) == 1
+    (registry_id,) = found
+    assert resolve(registry_url, registry_id) is SchemaName.TRADE
+    ids = register_all(registry_url)
+    assert decode(values[0], ids=ids.names_by_id()).record["symbol"] == symbol

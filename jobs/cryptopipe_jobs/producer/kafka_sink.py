@@ -16,6 +16,7 @@ from kafka.partitioner import DefaultPartitioner
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.avro_schemas import SchemaName
 from cryptopipe_schemas.codec import encode, encode_key
+from cryptopipe_schemas.registry import SchemaIds
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,9 @@ class KafkaTradeSink:
         *,
         clock: Callable[[], dt.datetime] = _utc_now,
         on_sent: Callable[[str, float], None] | None = None,
+        ids: SchemaIds | None = None,
     ) -> None:
+        self._ids = ids or SchemaIds.derived()
         self._producer = producer
         self._source = source
         self._clock = clock
@@ -148,9 +151,9 @@ class KafkaTradeSink:
 
     def publish_trade(self, record: dict[str, Any]) -> None:
         symbol = record["symbol"]
-        self._send(
-            topics.trades(symbol), encode_key(symbol), encode(SchemaName.TRADE, record), symbol
-        )
+        key = encode_key(symbol, id_override=self._ids.of(SchemaName.SYMBOL_KEY))
+        value = encode(SchemaName.TRADE, record, id_override=self._ids.of(SchemaName.TRADE))
+        self._send(topics.trades(symbol), key, value, symbol)
 
     def publish_dead_letter(
         self, raw: bytes, reason: str, *, stream: str | None, event_time_ms: int | None
@@ -171,7 +174,9 @@ class KafkaTradeSink:
         self._send(
             topics.deadletter(self._source),
             None,
-            encode(SchemaName.DEAD_LETTER, record),
+            encode(
+                SchemaName.DEAD_LETTER, record, id_override=self._ids.of(SchemaName.DEAD_LETTER)
+            ),
             "deadletter",
         )
 

@@ -32,6 +32,7 @@ from cryptopipe_jobs.producer.kafka_sink import (
 from cryptopipe_jobs.producer.metrics import ProducerMetrics, PrometheusEvents, serve
 from cryptopipe_jobs.producer.recorded import Kline, RecordedTrade, load_embedded, load_path
 from cryptopipe_jobs.producer.resume import LastTrade, last_trades
+from cryptopipe_schemas.registry import RegistryError, register_all
 from cryptopipe_schemas.spec import CryptoPipelineSpec, SourceKind, SpecError, load_spec_file
 
 log = logging.getLogger("cryptopipe.producer")
@@ -45,6 +46,7 @@ class ProducerOptions:
     metrics_port: int
     binance: binance_ws.BinanceConfig
     data_override: str | None = None
+    schema_registry_url: str | None = None
 
 
 def source_name(kind: SourceKind) -> str:
@@ -138,7 +140,8 @@ def run(options: ProducerOptions, stop: threading.Event) -> None:
         admin.close()
     if created:
         log.info("created topics", extra={"topics": created})
-    last = last_trades(options.bootstrap_servers, symbols)
+    ids = register_all(options.schema_registry_url) if options.schema_registry_url else None
+    last = last_trades(options.bootstrap_servers, symbols, ids=ids)
     log.info("resuming", extra={"last_trade_ids": {s: t.trade_id for s, t in last.items()}})
 
     metrics = ProducerMetrics()
@@ -146,6 +149,7 @@ def run(options: ProducerOptions, stop: threading.Event) -> None:
         create_producer(options.bootstrap_servers, "cryptopipe-producer"),
         source_name(kind),
         on_sent=metrics.sent,
+        ids=ids,
     )
     server = (
         serve(metrics, options.metrics_port, lambda: not sink.failed)
@@ -216,6 +220,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--binance-ws-url", default=binance_ws.BinanceConfig.ws_url)
     parser.add_argument("--binance-rest-url", default=binance_ws.BinanceConfig.rest_url)
+    parser.add_argument(
+        "--schema-registry-url",
+        help="register schemas there and use its ids (default: ids derived from the schemas)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -236,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ws_url=args.binance_ws_url, rest_url=args.binance_rest_url
         ),
         data_override=args.data,
+        schema_registry_url=args.schema_registry_url,
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -245,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as error:
         print(f"cryptopipe-producer: invalid configuration: {error}", file=sys.stderr)
         return 2
+    except RegistryError as error:
+        print(f"cryptopipe-producer: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,6 +10,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.codec import DecodeError, decode
+from cryptopipe_schemas.registry import SchemaIds
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,10 @@ class LastTrade:
 
 
 def last_trades(
-    bootstrap_servers: str, symbols: Iterable[str], timeout_ms: int = 10_000
+    bootstrap_servers: str,
+    symbols: Iterable[str],
+    timeout_ms: int = 10_000,
+    ids: SchemaIds | None = None,
 ) -> dict[str, LastTrade]:
     """Read the newest record of every partition of each symbol's trades topic.
 
@@ -28,6 +32,7 @@ def last_trades(
     """
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
     try:
+        names_by_id = (ids or SchemaIds.derived()).names_by_id()
         wanted = {topics.trades(symbol): symbol for symbol in symbols}
         partitions = [
             TopicPartition(topic, partition)
@@ -44,7 +49,7 @@ def last_trades(
             consumer.seek(partition, end - 1)
             for record in _poll_one(consumer, partition, timeout_ms):
                 try:
-                    trade = decode(record).record
+                    trade = decode(record, ids=names_by_id).record
                 except DecodeError:
                     continue
                 symbol, trade_id = trade["symbol"], int(trade["trade_id"])
