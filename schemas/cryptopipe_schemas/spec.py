@@ -188,7 +188,7 @@ def camel(name: str) -> str:
 T = TypeVar("T")
 
 
-def _optional_inner(annotation: Any) -> tuple[Any, bool]:
+def optional_inner(annotation: Any) -> tuple[Any, bool]:
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         return args[0], True
@@ -248,7 +248,7 @@ def _build(cls: type[T], data: Any, path: str, problems: list[str]) -> T | None:
 def _value(
     annotation: Any, value: Any, path: str, rules: Mapping[str, Any], problems: list[str]
 ) -> Any:
-    kind, optional = _optional_inner(annotation)
+    kind, optional = optional_inner(annotation)
     if value is None:
         if not optional:
             problems.append(f"{path}: must not be null")

@@ -1,0 +1,143 @@
+"""The CryptoPipeline CRD's OpenAPI v3 schema, generated from the spec model in spec.py.
+
+One source of truth: the field names, docs, defaults, enums, patterns and bounds come from the
+dataclasses' metadata, so `kubectl explain` teaches what `parse_spec` enforces. What plain
+schema cannot say is carried as CEL rules (`x-kubernetes-validations`) with the same messages
+a person reads from `parse_spec`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from enum import StrEnum
+from typing import Any
+
+from cryptopipe_schemas.spec import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    CryptoPipelineSpec,
+    camel,
+    optional_inner,
+    to_mapping,
+)
+
+PLURAL = "cryptopipelines"
+SHORT_NAMES = ["cpl"]
+CATEGORIES = ["cryptopipe"]
+
+# Rules beyond one field, keyed by the camelCase path of the object they sit on ("" = spec).
+CEL_RULES: dict[str, list[dict[str, str]]] = {
+    "": [
+        {
+            "rule": "self.symbol == oldSelf.symbol",
+            "message": "symbol cannot change after creation; create a new CryptoPipeline instead",
+        },
+        {
+            "rule": "self.intervals.exists(i, i == self.model.interval)",
+            "message": "model.interval must be one of the aggregated intervals",
+        },
+    ],
+    "model": [
+        {
+            "rule": "self.horizon < self.lookback",
+            "message": "model.horizon must be smaller than model.lookback: "
+            "the model cannot see less than it forecasts",
+        }
+    ],
+    "sinks.sheets": [
+        {
+            "rule": "!self.enabled || (has(self.secretRef) && has(self.spreadsheetId))",
+            "message": "an enabled Sheets sink needs spreadsheetId and secretRef "
+            "(a Secret with the service account's JSON key)",
+        }
+    ],
+}
+
+_SCALARS: dict[type, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def _field_schema(annotation: Any, metadata: Any, path: str) -> dict[str, Any]:
+    kind, _ = optional_inner(annotation)
+    schema: dict[str, Any] = {"description": metadata["doc"]}
+    if dataclasses.is_dataclass(kind):
+        schema.update(_object_schema(kind, path))  # type: ignore[arg-type]
+        schema["description"] = metadata["doc"]
+        return schema
+    if typing.get_origin(kind) is list:
+        item_type = typing.get_args(kind)[0]
+        items: dict[str, Any] = {"type": _SCALARS[item_type]}
+        if "item_pattern" in metadata:
+            items["pattern"] = metadata["item_pattern"]
+        schema.update(type="array", items=items, **{"x-kubernetes-list-type": "set"})
+        if "min_items" in metadata:
+            schema["minItems"] = metadata["min_items"]
+        return schema
+    if isinstance(kind, type) and issubclass(kind, StrEnum):
+        schema.update(type="string", enum=[member.value for member in kind])
+        return schema
+    schema["type"] = _SCALARS[kind]
+    for rule, key in (("pattern", "pattern"), ("minimum", "minimum"), ("maximum", "maximum")):
+        if rule in metadata:
+            schema[key] = metadata[rule]
+    return schema
+
+
+def _object_schema(cls: type, path: str) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for field in dataclasses.fields(cls):
+        key = camel(field.name)
+        child_path = f"{path}.{key}" if path else key
+        schema = _field_schema(hints[field.name], field.metadata, child_path)
+        if field.default is not dataclasses.MISSING and field.default is not None:
+            if dataclasses.is_dataclass(field.default):
+                # The whole nested default: Resources' members differ from their class defaults.
+                schema["default"] = _without_nulls(to_mapping(field.default))
+            else:
+                schema["default"] = _default(field.default)
+        elif field.default_factory is not dataclasses.MISSING:
+            schema["default"] = field.default_factory()
+        elif field.default is dataclasses.MISSING:
+            required.append(key)
+        properties[key] = schema
+    schema_out: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema_out["required"] = required
+    if path in CEL_RULES:
+        schema_out["x-kubernetes-validations"] = CEL_RULES[path]
+    return schema_out
+
+
+def spec_schema() -> dict[str, Any]:
+    """The structural schema of `.spec`."""
+    schema = _object_schema(CryptoPipelineSpec, "")
+    schema["description"] = (
+        "What one CryptoPipeline runs: a symbol's trades, candles, model and dashboard."
+    )
+    return schema
+
+
+def crd_names() -> dict[str, Any]:
+    return {
+        "group": API_GROUP,
+        "version": API_VERSION,
+        "kind": KIND,
+        "plural": PLURAL,
+        "shortNames": SHORT_NAMES,
+        "categories": CATEGORIES,
+    }
