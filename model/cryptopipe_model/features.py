@@ -1,0 +1,193 @@
+"""Features from candles, supervised windows and a JSON-serializable standard scaler.
+
+Candles come as a DataFrame with the Candle record's columns (`window_start` as UTC datetimes,
+`open, high, low, close, base_volume, quote_volume, vwap, trade_count`), one row per interval,
+sorted and without gaps (`check_candles` says what is wrong otherwise).
+
+Every feature at row t uses rows <= t only, so a window ending at t never sees the future.
+
+Targets: the cumulative log return of the close `k` steps ahead relative to the window's last
+close, `y[k-1] = log(close[t+k] / close[t])` for k = 1..horizon. Returns are close to
+stationary and on one scale across years of prices; a forecast becomes a price again as
+`close[t] * exp(y)`, and since exp is monotone, interval bounds map the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+CANDLE_COLUMNS = (
+    "window_start",
+    "open",
+    "high",
+    "low",
+    "close",
+    "base_volume",
+    "quote_volume",
+    "vwap",
+    "trade_count",
+)
+FEATURE_COLUMNS = (
+    "log_return",
+    "hl_range",
+    "volume_z",
+    "vwap_distance",
+    "hour_sin",
+    "hour_cos",
+    "weekday_sin",
+    "weekday_cos",
+)
+VOLUME_WINDOW = 24
+
+
+class CandleDataError(ValueError):
+    """Candles that cannot be used for training or forecasting; the message says why."""
+
+
+def check_candles(candles: pd.DataFrame, interval: pd.Timedelta | None = None) -> None:
+    """Raise CandleDataError for missing columns, NaNs, non-positive prices, disorder or gaps."""
+    missing = [column for column in CANDLE_COLUMNS if column not in candles.columns]
+    if missing:
+        raise CandleDataError(f"missing columns: {', '.join(missing)}")
+    numeric = candles[list(CANDLE_COLUMNS[1:])]
+    nan_rows = numeric.isna().any(axis=1)
+    if nan_rows.any():
+        raise CandleDataError(f"{int(nan_rows.sum())} rows with missing values")
+    prices = candles[["open", "high", "low", "close"]].to_numpy(dtype=float)
+    if (prices <= 0).any():
+        raise CandleDataError("non-positive prices")
+    starts = pd.DatetimeIndex(candles["window_start"])
+    steps = starts[1:] - starts[:-1]
+    if (steps <= pd.Timedelta(0)).any():
+        raise CandleDataError("window_start is not strictly increasing")
+    expected = interval if interval is not None else (steps.min() if len(steps) else None)
+    if expected is not None and len(steps):
+        gaps = int((steps != expected).sum())
+        if gaps:
+            raise CandleDataError(f"{gaps} gaps: consecutive windows are not {expected} apart")
+
+
+def candle_features(candles: pd.DataFrame, volume_window: int = VOLUME_WINDOW) -> pd.DataFrame:
+    """The feature frame, one row per candle; warm-up rows (first `volume_window`) are NaN."""
+    close = candles["close"].to_numpy(dtype=float)
+    high = candles["high"].to_numpy(dtype=float)
+    low = candles["low"].to_numpy(dtype=float)
+    vwap = candles["vwap"].to_numpy(dtype=float)
+    log_close = np.log(close)
+    log_return = np.full(len(close), np.nan)
+    log_return[1:] = np.diff(log_close)
+    # Volume spans orders of magnitude; a z-score of its log against the trailing window
+    # (current row included, it is known at the close) is scale-free and past-only.
+    log_volume = pd.Series(np.log1p(candles["base_volume"].to_numpy(dtype=float)))
+    rolling = log_volume.rolling(volume_window, min_periods=volume_window)
+    std = rolling.std().to_numpy()
+    volume_z = (log_volume.to_numpy() - rolling.mean().to_numpy()) / np.where(std > 0, std, 1.0)
+    starts = pd.DatetimeIndex(candles["window_start"])
+    hour = (starts.hour.to_numpy() + starts.minute.to_numpy() / 60.0) * (2 * math.pi / 24)
+    weekday = starts.weekday.to_numpy() * (2 * math.pi / 7)
+    frame = pd.DataFrame(
+        {
+            "log_return": log_return,
+            "hl_range": np.log(high / low),
+            "volume_z": volume_z,
+            "vwap_distance": np.log(close / vwap),
+            "hour_sin": np.sin(hour),
+            "hour_cos": np.cos(hour),
+            "weekday_sin": np.sin(weekday),
+            "weekday_cos": np.cos(weekday),
+        },
+        index=candles.index,
+    )
+    return frame[list(FEATURE_COLUMNS)]
+
+
+def warmup(volume_window: int = VOLUME_WINDOW) -> int:
+    """Rows at the start whose features are undefined (NaN)."""
+    return max(volume_window - 1, 1)
+
+
+@dataclass(frozen=True)
+class Windows:
+    """X: (n, lookback, features); y: (n, horizon) or (n, 0) without targets; origin: (n,)
+    row positions of each window's last step (the forecast origin)."""
+
+    x: FloatArray
+    y: FloatArray
+    origin: IntArray
+
+
+def future_log_returns(close: FloatArray, origins: IntArray, horizon: int) -> FloatArray:
+    """(n, horizon): log(close[o + k] / close[o]) for k = 1..horizon; origins must leave room."""
+    log_close = np.log(np.asarray(close, dtype=float))
+    steps = origins[:, None] + np.arange(1, horizon + 1)[None, :]
+    return np.asarray(log_close[steps] - log_close[origins][:, None], dtype=np.float64)
+
+
+def window_inputs(features: FloatArray, origins: IntArray, lookback: int) -> FloatArray:
+    """(n, lookback, f): the feature rows origin-lookback+1 .. origin for each origin."""
+    offsets = np.arange(-lookback + 1, 1)
+    return np.asarray(features[origins[:, None] + offsets[None, :]], dtype=np.float64)
+
+
+def valid_origins(n_rows: int, lookback: int, horizon: int, first_valid: int) -> IntArray:
+    """Origins whose window lies in defined features and whose targets lie inside the data."""
+    start = first_valid + lookback - 1
+    stop = n_rows - horizon
+    return np.arange(start, max(stop, start), dtype=np.int64)
+
+
+def make_windows(features: FloatArray, close: FloatArray, lookback: int, horizon: int) -> Windows:
+    """All supervised windows of `lookback` feature rows and `horizon` future log returns.
+
+    Rows with NaN features (the warm-up) are skipped; windows never straddle them.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2 or len(features) != len(close):
+        raise ValueError("features must be (rows, features) with one row per close")
+    defined = np.asarray(~np.isnan(features).any(axis=1), dtype=bool)
+    first_valid = int(np.argmax(defined)) if defined.any() else len(features)
+    if not defined[first_valid:].all():
+        raise CandleDataError("NaN features after the warm-up")
+    origins = valid_origins(len(features), lookback, horizon, first_valid)
+    return Windows(
+        x=window_inputs(features, origins, lookback),
+        y=future_log_returns(np.asarray(close, dtype=float), origins, horizon),
+        origin=origins,
+    )
+
+
+@dataclass(frozen=True)
+class StandardScaler:
+    """Per-column (last axis) standardization; fit on training data only."""
+
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, values: FloatArray) -> StandardScaler:
+        flat = np.asarray(values, dtype=float).reshape(-1, np.shape(values)[-1])
+        std = flat.std(axis=0)
+        # A constant column (e.g. weekday on a short sample) scales by 1, not by 0.
+        std = np.where(std > 1e-12, std, 1.0)
+        return cls(tuple(float(v) for v in flat.mean(axis=0)), tuple(float(v) for v in std))
+
+    def transform(self, values: FloatArray) -> FloatArray:
+        return np.asarray((values - np.asarray(self.mean)) / np.asarray(self.scale))
+
+    def inverse(self, values: FloatArray) -> FloatArray:
+        return np.asarray(values * np.asarray(self.scale) + np.asarray(self.mean))
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"mean": list(self.mean), "scale": list(self.scale)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, list[float]]) -> StandardScaler:
+        return cls(tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["scale"]))

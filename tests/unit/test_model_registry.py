@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryptopipe_model.evaluate import Evaluation, walk_forward
+from cryptopipe_model.lstm import LstmModel, LstmPredictor
+from cryptopipe_model.registry import (
+    DataRange,
+    LocalStorage,
+    Registry,
+    ServingChoice,
+    promotion_gate,
+)
+from cryptopipe_schemas.spec import ModelSpec
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def candles(close: np.ndarray, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = len(close)
+    high = close * (1 + rng.uniform(0, 0.002, n))
+    low = close * (1 - rng.uniform(0, 0.002, n))
+    volume = rng.uniform(1, 10, n)
+    return pd.DataFrame(
+        {
+            "window_start": pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC"),
+            "open": close,
+            "high": high,
+            "low": low,
+            "close": close,
+            "base_volume": volume,
+            "quote_volume": volume * close,
+            "vwap": (high + low + close) / 3,
+            "trade_count": np.full(n, 10),
+        }
+    )
+
+
+def trained(frame: pd.DataFrame, spec: ModelSpec) -> tuple[LstmPredictor, Evaluation]:
+    model = LstmModel(spec, seed=3)
+    evaluation = walk_forward(
+        frame, [model], horizon=spec.horizon, coverage=spec.coverage, test_size=60, n_folds=1
+    )
+    return model.fit(frame), evaluation
+
+
+@pytest.fixture(scope="module")
+def beats() -> tuple[pd.DataFrame, LstmPredictor, Evaluation]:
+    # A zig-zag: persistence is always a full swing off, the LSTM learns to undo the last move.
+    rng = np.random.default_rng(0)
+    steps = np.where(np.arange(400) % 2 == 0, 0.02, -0.02) + rng.normal(0, 0.002, 400)
+    frame = candles(100 * np.exp(np.cumsum(steps)))
+    spec = ModelSpec(lookback=8, horizon=2, layers=1, units=8, epochs=5, learning_rate=0.01)
+    return frame, *trained(frame, spec)
+
+
+@pytest.fixture(scope="module")
+def loses() -> tuple[pd.DataFrame, LstmPredictor, Evaluation]:
+    # Flat prices with rare jumps: persistence is nearly exact, an untrained network is not.
+    steps = np.zeros(400)
+    steps[::50] = 0.05
+    frame = candles(100 * np.exp(np.cumsum(steps)), seed=1)
+    spec = ModelSpec(lookback=8, horizon=2, layers=1, units=8, epochs=1, learning_rate=1e-7)
+    return frame, *trained(frame, spec)
+
+
+def test_gate_promotes_a_model_that_beats_persistence(
+    tmp_path: Path, beats: tuple[pd.DataFrame, LstmPredictor, Evaluation]
+) -> None:
+    frame, predictor, evaluation = beats
+    assert evaluation.scores["lstm"].overall.mase < 1
+    registry = Registry(LocalStorage(tmp_path))
+    assert registry.serving_choice() == ServingChoice(
+        "baseline", "persistence", "no model version registered yet"
+    )
+    record = registry.register(
+        predictor, evaluation, DataRange.of(frame), extra={"report.md": b"# r"}, now=NOW
+    )
+    assert record.version == "v0001" and record.promoted
+    assert record.reason.startswith("beats persistence: walk-forward MASE")
+    current = registry.current()
+    assert current is not None and current.version == "v0001"
+    choice = registry.serving_choice()
+    assert (choice.kind, choice.name) == ("model", "v0001")
+
+    # Round trip: the manifest and the predictor come back as they were stored.
+    assert registry.record("v0001") == record
+    assert record.data_range == DataRange(
+        "2024-01-01T00:00:00+00:00", "2024-01-17T15:00:00+00:00", 400
+    )
+    assert record.spec["lookback"] == 8 and record.spec["horizon"] == 2
+    assert record.metrics["models"]["lstm"]["overall"]["mase"] == pytest.approx(record.mase)
+    assert {"numpy", "pandas", "tensorflow", "keras", "python"} <= set(record.library_versions)
+    loaded = registry.load("v0001")
+    origins = np.arange(380, 398)
+    np.testing.assert_allclose(
+        loaded.predict(frame, origins).point, predictor.predict(frame, origins).point, rtol=1e-6
+    )
+    assert (tmp_path / "versions/v0001/extra/report.md").read_bytes() == b"# r"
+    assert json.loads((tmp_path / "versions/v0001/spec.json").read_text())["units"] == 8
+
+
+def test_gate_keeps_a_losing_model_as_candidate_and_serving_falls_back(
+    tmp_path: Path,
+    beats: tuple[pd.DataFrame, LstmPredictor, Evaluation],
+    loses: tuple[pd.DataFrame, LstmPredictor, Evaluation],
+) -> None:
+    frame, predictor, evaluation = loses
+    mase = evaluation.scores["lstm"].overall.mase
+    assert mase >= 1
+    decision = promotion_gate(evaluation, "lstm")
+    assert not decision.promote
+    assert decision.reason.startswith(f"does not beat persistence: walk-forward MASE {mase:.4f}")
+
+    registry = Registry(LocalStorage(tmp_path))
+    record = registry.register(predictor, evaluation, DataRange.of(frame), now=NOW)
+    assert not record.promoted and record.reason == decision.reason
+    assert registry.current() is None
+    assert registry.versions() == ["v0001"]
+    best = evaluation.best_baseline()
+    choice = registry.serving_choice()
+    assert choice.kind == "baseline" and choice.name == best.name == record.best_baseline
+    assert "v0001 does not beat persistence" in choice.reason
+    assert f"best baseline {best.name}" in choice.reason
+
+    # A later version that passes becomes current; a failing one after it does not displace it.
+    good_frame, good, good_evaluation = beats
+    assert registry.register(good, good_evaluation, DataRange.of(good_frame)).promoted
+    registry.register(predictor, evaluation, DataRange.of(frame))
+    current = registry.current()
+    assert current is not None and current.version == "v0002"
+    assert registry.versions() == ["v0001", "v0002", "v0003"]
+    assert registry.serving_choice().name == "v0002"
+
+
+def test_local_storage_is_atomic_and_confined(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.write("a/b.json", b"1")
+    storage.write("a/b.json", b"2")
+    assert storage.read("a/b.json") == b"2"
+    assert storage.children("a") == ["b.json"]
+    assert storage.children("missing") == []
+    assert not storage.exists("a/c")
+    with pytest.raises(ValueError, match="escapes"):
+        storage.write("../outside", b"x")
+    with pytest.raises(FileNotFoundError):
+        storage.read("a/c")
