@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cryptopipe_testbed import maven, paths, process, versions
+from cryptopipe_testbed import jvm, maven, paths, process, versions
 from cryptopipe_testbed.components.base import Component, Health
 from cryptopipe_testbed.hadoop_conf import LOG4J_PROPERTIES, site_xml
 
@@ -79,21 +79,17 @@ class Hdfs(Component):
         (conf / "log4j.properties").write_text(LOG4J_PROPERTIES)
 
     def _java(self, main: str, *args: str) -> list[str]:
-        return [
-            "java",
-            "-Xms64m",
-            "-Xmx384m",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-            # Without it every WebHDFS call answers 500 on Java 17.
-            "--add-opens=java.base/java.lang=ALL-UNNAMED",
-            f"-Dhadoop.log.dir={paths.log_dir()}",
-            "-Dhadoop.root.logger=INFO,console",
-            "-cp",
-            f"{self.conf_dir()}:{hadoop_lib(self.version)}/*",
+        return jvm.java_command(
+            [self.conf_dir(), f"{hadoop_lib(self.version)}/*"],
             main,
             *args,
-        ]
+            options=[
+                # Without it every WebHDFS call answers 500 on Java 17.
+                "--add-opens=java.base/java.lang=ALL-UNNAMED",
+                f"-Dhadoop.log.dir={paths.log_dir()}",
+                "-Dhadoop.root.logger=INFO,console",
+            ],
+        )
 
     def start(self) -> None:
         run = paths.component_run(self.name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from cryptopipe_testbed import maven, paths, process, thrift_probe, versions
+from cryptopipe_testbed import jvm, maven, paths, process, thrift_probe, versions
 from cryptopipe_testbed.components import hdfs, postgres
 from cryptopipe_testbed.components.base import Component, Health
 from cryptopipe_testbed.hadoop_conf import LOG4J_PROPERTIES, site_xml
@@ -96,28 +96,17 @@ class HiveMetastore(Component):
         return paths.component_run(self.name) / "conf"
 
     def _java(self, main: str, *args: str) -> list[str]:
-        classpath = ":".join(
-            [
-                str(self.conf_dir()),
-                f"{self.home}/lib/*",
-                f"{self.extra_lib}/*",
-                f"{hdfs.hadoop_lib()}/*",
-            ]
-        )
-        return [
-            "java",
-            "-Xms64m",
-            "-Xmx384m",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-            "--add-opens=java.base/java.lang=ALL-UNNAMED",
-            "--add-opens=java.base/java.net=ALL-UNNAMED",
-            "--add-opens=java.base/java.util=ALL-UNNAMED",
-            "-cp",
-            classpath,
+        classpath: list[str | Path] = [self.conf_dir(), f"{self.home}/lib/*", f"{self.extra_lib}/*"]
+        return jvm.java_command(
+            [*classpath, f"{hdfs.hadoop_lib()}/*"],
             main,
             *args,
-        ]
+            options=[
+                "--add-opens=java.base/java.lang=ALL-UNNAMED",
+                "--add-opens=java.base/java.net=ALL-UNNAMED",
+                "--add-opens=java.base/java.util=ALL-UNNAMED",
+            ],
+        )
 
     def start(self) -> None:
         conf = self.conf_dir()

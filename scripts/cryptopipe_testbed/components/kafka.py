@@ -6,7 +6,7 @@ import base64
 import uuid
 from pathlib import Path
 
-from cryptopipe_testbed import maven, paths, process, versions
+from cryptopipe_testbed import jvm, maven, paths, process, versions
 from cryptopipe_testbed.components.base import Component, Health
 
 HOST = "127.0.0.1"
@@ -73,19 +73,14 @@ class Kafka(Component):
         )
 
     def _java(self, main: str, *args: str) -> list[str]:
-        run = paths.component_run(self.name)
-        return [
-            "java",
-            "-Xms128m",
-            "-Xmx512m",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-            f"-Dlog4j2.configurationFile={run / 'log4j2.xml'}",
-            "-cp",
-            f"{self.lib}/*",
+        log4j_config = paths.component_run(self.name) / "log4j2.xml"
+        return jvm.java_command(
+            [f"{self.lib}/*"],
             main,
             *args,
-        ]
+            max_heap="512m",
+            options=[f"-Dlog4j2.configurationFile={log4j_config}"],
+        )
 
     def start(self) -> None:
         run = paths.component_run(self.name)
