@@ -18,6 +18,7 @@ from cryptopipe_model.features import (
     make_windows,
     warmup,
 )
+from model_support import random_walk_candles
 
 pytestmark = pytest.mark.unit
 
@@ -44,29 +45,8 @@ def klines_to_frame(klines: list[Kline]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def synthetic(n: int, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
-    high = close * (1 + rng.uniform(0, 0.01, n))
-    low = close * (1 - rng.uniform(0, 0.01, n))
-    volume = rng.uniform(1, 10, n)
-    return pd.DataFrame(
-        {
-            "window_start": pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC"),
-            "open": close,
-            "high": high,
-            "low": low,
-            "close": close,
-            "base_volume": volume,
-            "quote_volume": volume * close,
-            "vwap": (high + low + close) / 3,
-            "trade_count": np.full(n, 10),
-        }
-    )
-
-
 def test_features_by_hand() -> None:
-    frame = synthetic(40)
+    frame = random_walk_candles(40)
     features = candle_features(frame, volume_window=5)
     assert tuple(features.columns) == FEATURE_COLUMNS
     close = frame["close"].to_numpy()
@@ -85,7 +65,7 @@ def test_features_by_hand() -> None:
 
 
 def test_future_changes_never_change_past_features_or_windows() -> None:
-    frame = synthetic(300)
+    frame = random_walk_candles(300)
     changed = frame.copy()
     cut = 200
     rng = np.random.default_rng(1)
@@ -108,7 +88,7 @@ def test_future_changes_never_change_past_features_or_windows() -> None:
 
 
 def test_window_shapes_and_targets() -> None:
-    frame = synthetic(100)
+    frame = random_walk_candles(100)
     features = candle_features(frame, volume_window=10).to_numpy()
     close = frame["close"].to_numpy()
     w = make_windows(features, close, lookback=8, horizon=4)
@@ -139,7 +119,7 @@ def test_scaler_fits_training_rows_and_round_trips() -> None:
 
 
 def test_check_candles_names_the_problem() -> None:
-    frame = synthetic(30)
+    frame = random_walk_candles(30)
     check_candles(frame, pd.Timedelta(hours=1))
     with pytest.raises(CandleDataError, match="gaps"):
         check_candles(frame.drop(index=10), pd.Timedelta(hours=1))

@@ -7,6 +7,7 @@ import pytest
 from cryptopipe_model.features import warmup
 from cryptopipe_model.lstm import PREPROCESSING_FILE, WEIGHTS_FILE, LstmModel, LstmPredictor
 from cryptopipe_schemas.spec import ModelSpec
+from model_support import candle_frame
 
 pytestmark = pytest.mark.unit
 
@@ -15,31 +16,10 @@ SPEC = ModelSpec(
 )
 
 
-def candles(close: np.ndarray, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    n = len(close)
-    high = close * (1 + rng.uniform(0, 0.004, n))
-    low = close * (1 - rng.uniform(0, 0.004, n))
-    volume = rng.uniform(1, 10, n)
-    return pd.DataFrame(
-        {
-            "window_start": pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC"),
-            "open": close,
-            "high": high,
-            "low": low,
-            "close": close,
-            "base_volume": volume,
-            "quote_volume": volume * close,
-            "vwap": (high + low + close) / 3,
-            "trade_count": np.full(n, 10),
-        }
-    )
-
-
 @pytest.fixture(scope="module")
 def data() -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return candles(100 * np.exp(np.cumsum(rng.normal(0, 0.01, 300))))
+    return candle_frame(100 * np.exp(np.cumsum(rng.normal(0, 0.01, 300))), spread=0.004)
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +77,6 @@ def test_artifacts_round_trip_and_seeded_training_repeats(
 
 def test_too_little_data_is_refused() -> None:
     rng = np.random.default_rng(1)
-    short = candles(100 * np.exp(np.cumsum(rng.normal(0, 0.01, 30))))
+    short = candle_frame(100 * np.exp(np.cumsum(rng.normal(0, 0.01, 30))), spread=0.004)
     with pytest.raises(ValueError, match="too few"):
         LstmModel(SPEC).fit(short)

@@ -18,31 +18,11 @@ from cryptopipe_model.registry import (
     promotion_gate,
 )
 from cryptopipe_schemas.spec import ModelSpec
+from model_support import candle_frame
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
-
-
-def candles(close: np.ndarray, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    n = len(close)
-    high = close * (1 + rng.uniform(0, 0.002, n))
-    low = close * (1 - rng.uniform(0, 0.002, n))
-    volume = rng.uniform(1, 10, n)
-    return pd.DataFrame(
-        {
-            "window_start": pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC"),
-            "open": close,
-            "high": high,
-            "low": low,
-            "close": close,
-            "base_volume": volume,
-            "quote_volume": volume * close,
-            "vwap": (high + low + close) / 3,
-            "trade_count": np.full(n, 10),
-        }
-    )
 
 
 def trained(frame: pd.DataFrame, spec: ModelSpec) -> tuple[LstmPredictor, Evaluation]:
@@ -58,7 +38,7 @@ def beats() -> tuple[pd.DataFrame, LstmPredictor, Evaluation]:
     # A zig-zag: persistence is always a full swing off, the LSTM learns to undo the last move.
     rng = np.random.default_rng(0)
     steps = np.where(np.arange(400) % 2 == 0, 0.02, -0.02) + rng.normal(0, 0.002, 400)
-    frame = candles(100 * np.exp(np.cumsum(steps)))
+    frame = candle_frame(100 * np.exp(np.cumsum(steps)), spread=0.002)
     spec = ModelSpec(lookback=8, horizon=2, layers=1, units=8, epochs=5, learning_rate=0.01)
     return frame, *trained(frame, spec)
 
@@ -68,7 +48,7 @@ def loses() -> tuple[pd.DataFrame, LstmPredictor, Evaluation]:
     # Flat prices with rare jumps: persistence is nearly exact, an untrained network is not.
     steps = np.zeros(400)
     steps[::50] = 0.05
-    frame = candles(100 * np.exp(np.cumsum(steps)), seed=1)
+    frame = candle_frame(100 * np.exp(np.cumsum(steps)), spread=0.002, seed=1)
     spec = ModelSpec(lookback=8, horizon=2, layers=1, units=8, epochs=1, learning_rate=1e-7)
     return frame, *trained(frame, spec)
 
