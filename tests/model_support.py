@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cryptopipe_model.evaluate import Evaluation, walk_forward
+from cryptopipe_model.lstm import LstmModel, LstmPredictor
+from cryptopipe_schemas.spec import ModelSpec
+
 
 def candle_frame(
     close: np.ndarray, *, spread: float, rng: np.random.Generator | None = None, seed: int = 0
@@ -35,3 +39,12 @@ def random_walk_candles(n: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
     return candle_frame(close, spread=0.01, rng=rng)
+
+
+def trained(frame: pd.DataFrame, spec: ModelSpec) -> tuple[LstmPredictor, Evaluation]:
+    """A fitted LSTM and its one-fold walk-forward evaluation against every baseline."""
+    model = LstmModel(spec, seed=3)
+    evaluation = walk_forward(
+        frame, [model], horizon=spec.horizon, coverage=spec.coverage, test_size=60, n_folds=1
+    )
+    return model.fit(frame), evaluation

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryptopipe_model.evaluate import Evaluation, walk_forward
-from cryptopipe_model.lstm import LstmModel, LstmPredictor
+from cryptopipe_model.evaluate import Evaluation
+from cryptopipe_model.lstm import LstmPredictor
 from cryptopipe_model.registry import (
     DataRange,
     LocalStorage,
@@ -18,19 +18,11 @@ from cryptopipe_model.registry import (
     promotion_gate,
 )
 from cryptopipe_schemas.spec import ModelSpec
-from model_support import candle_frame
+from model_support import candle_frame, trained
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
-
-
-def trained(frame: pd.DataFrame, spec: ModelSpec) -> tuple[LstmPredictor, Evaluation]:
-    model = LstmModel(spec, seed=3)
-    evaluation = walk_forward(
-        frame, [model], horizon=spec.horizon, coverage=spec.coverage, test_size=60, n_folds=1
-    )
-    return model.fit(frame), evaluation
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""Small readers, one per source; each answers data or a `Problem` a person can read."""
