@@ -1,0 +1,298 @@
+"""The whole pipeline on this machine: replay (or live trades) -> Kafka -> Spark candles ->
+training -> forecasts -> dashboard at http://127.0.0.1:8501.
+
+    scripts/run-local [--symbols BTCUSDT] [--live] [--data PATH] [--until-first-forecast]
+
+Ctrl-C stops every process it started (the test bed components too, if it started them).
+Running it again resumes: the producer continues after the last trade in Kafka, Spark from
+its checkpoint on HDFS, the predictor from its committed offsets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import yaml
+from kafka import KafkaConsumer, TopicPartition
+
+from cryptopipe_jobs.local import plan
+from cryptopipe_schemas import topics
+
+COMPONENTS = ["kafka", "spark", "hdfs", "hive"]
+EMBEDDED_TRADES_HINT = "embedded"
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+def say(message: str) -> None:
+    print(f"[cryptopipe] {message}", flush=True)
+
+
+def bar(label: str, done: int, total: int | None, width: int = 30) -> None:
+    if total:
+        filled = min(width, int(width * done / total))
+        line = f"\r  {label} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}"
+    else:
+        line = f"\r  {label} {done:,}"
+    print(line, end="", flush=True)
+
+
+@dataclass
+class Supervisor:
+    logs: Path
+    started: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+    def start(self, stage: plan.Stage, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = self.log_path(stage.name)
+        with open(log, "ab") as out:
+            out.write(f"\n$ {shlex.join(stage.argv)}\n".encode())
+            proc = subprocess.Popen(
+                stage.argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        self.started.append((stage.name, proc))
+        return proc
+
+    def log_path(self, name: str) -> Path:
+        return self.logs / f"{name.replace(' ', '-').lower()}.log"
+
+    def tail(self, name: str, lines: int = 25) -> str:
+        text = self.log_path(name).read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def check(self, allowed_to_finish: set[str]) -> None:
+        for name, proc in self.started:
+            code = proc.poll()
+            if code is not None and (code != 0 or name not in allowed_to_finish):
+                raise StageFailed(f"{name} exited with {code}:\n{self.tail(name)}")
+
+    def stop_all(self) -> None:
+        for name, proc in reversed(self.started):
+            if proc.poll() is None:
+                say(f"stopping {name}")
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for _, proc in reversed(self.started):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def testbed(repo: Path, *args: str, output: IO[str] | None = None) -> str:
+    result = subprocess.run(
+        [str(repo / "scripts" / "testbed"), *args],
+        capture_output=output is None,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0 and args[0] != "status":
+        raise StageFailed(
+            f"scripts/testbed {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
+        )
+    return result.stdout or ""
+
+
+def down_components(status: str) -> list[str]:
+    """The components `scripts/testbed status` reports as not healthy."""
+    rows = (line.split() for line in status.splitlines())
+    return [row[0] for row in rows if len(row) > 2 and row[0] in COMPONENTS and row[2] != "healthy"]
+
+
+def testbed_env(repo: Path) -> dict[str, str]:
+    env = {}
+    for line in testbed(repo, "env", *COMPONENTS).splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = value.strip("'")
+    return env
+
+
+def end_offset(bootstrap: str, topic: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(partitions).values()) if partitions else 0
+    finally:
+        consumer.close()
+
+
+def wait_for(
+    what: str,
+    progress: Callable[[], int],
+    done: Callable[[int], bool],
+    supervisor: Supervisor,
+    total: int | None = None,
+    finishing: frozenset[str] = frozenset(),
+    timeout: float = 3600,
+) -> int:
+    deadline = time.monotonic() + timeout
+    value = progress()
+    while not done(value):
+        supervisor.check(set(finishing))
+        if time.monotonic() > deadline:
+            raise StageFailed(f"timed out waiting for {what}")
+        time.sleep(1)
+        value = progress()
+        bar(what, value, total)
+    bar(what, value, total)
+    print(flush=True)
+    return value
+
+
+def expected_trades(options: plan.Options) -> int | None:
+    """Trades the bundled recording replays into (a progress total); unknown otherwise."""
+    if options.live or options.data:
+        return None
+    from cryptopipe_jobs.producer import recorded, replay
+
+    return len(replay.klines_to_trades(recorded.load_embedded(), "BTCUSDT", "coinbase"))
+
+
+def write_specs(options: plan.Options) -> None:
+    options.state.mkdir(parents=True, exist_ok=True)
+    for symbol in options.symbols:
+        plan.spec_path(options, symbol).write_text(
+            yaml.safe_dump(plan.pipeline_manifest(symbol, options.live))
+        )
+
+
+def run(options: plan.Options, until_first_forecast: bool) -> int:
+    began = time.monotonic()
+    logs = options.state / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(logs)
+    was_running = testbed(options.repo, "status", *COMPONENTS)
+    say("stage 1/6: local components (Kafka, Spark, HDFS, Hive metastore); first run installs them")
+    testbed(options.repo, "up", *COMPONENTS, output=sys.stdout)
+    started_here = down_components(was_running)
+    endpoints = plan.Endpoints.from_env(testbed_env(options.repo))
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+    write_specs(options)
+    try:
+        symbol = options.symbols[0]
+        say(
+            "stage 2/6: producer"
+            + (" (live Binance trades)" if options.live else " (replaying real prices)")
+        )
+        supervisor.start(plan.producer(options, endpoints), env)
+        say("stage 3/6: Spark aggregation into HDFS, Hive and the candles topic")
+        supervisor.start(plan.aggregator(options, endpoints), env)
+        total = expected_trades(options)
+        trades_topic = topics.trades(symbol)
+        if total is not None:
+            wait_for("replay", lambda: end_offset(endpoints.kafka_bootstrap, trades_topic),
+                     lambda n: n >= total, supervisor, total, frozenset({"producer"}))  # fmt: skip
+        candles_topic = topics.candles("1h", symbol)
+        needed = 1000 if not options.live else 60
+        wait_for(f"hourly candles ({candles_topic})",
+                 lambda: end_offset(endpoints.kafka_bootstrap, candles_topic),
+                 lambda n: n >= needed, supervisor, None, frozenset({"producer"}))  # fmt: skip
+        say("stage 4/6: training a small LSTM and its baselines")
+        for name in options.symbols:
+            trainer = plan.trainer(options, endpoints, name)
+            proc = supervisor.start(trainer, env)
+            while proc.poll() is None:
+                supervisor.check({"producer", trainer.name})
+                time.sleep(1)
+            if proc.returncode != 0:
+                raise StageFailed(f"training failed:\n{supervisor.tail(trainer.name)}")
+            say("  " + supervisor.tail(trainer.name, 4).replace("\n", "\n  "))
+        say("stage 5/6: predictor")
+        for name in options.symbols:
+            supervisor.start(plan.predictor(options, endpoints, name), env)
+        say("stage 6/6: dashboard")
+        supervisor.start(plan.dashboard(options, endpoints), env)
+        finished = frozenset({"producer", *(f"trainer {name}" for name in options.symbols)})
+        forecasts_topic = topics.forecasts(symbol)
+        wait_for("first forecast", lambda: end_offset(endpoints.kafka_bootstrap, forecasts_topic),
+                 lambda n: n > 0, supervisor, None, finished, timeout=900)  # fmt: skip
+        _wait_http(f"http://127.0.0.1:{plan.DASHBOARD_PORT}/_stcore/health", supervisor, finished)
+        seconds = time.monotonic() - began
+        say(
+            f"first forecast after {seconds:.0f} s. Dashboard: http://127.0.0.1:{plan.DASHBOARD_PORT}"
+        )
+        (options.state / "last-run.json").write_text(
+            json.dumps({"seconds_to_first_forecast": round(seconds, 1)})
+        )
+        if until_first_forecast:
+            return 0
+        say("running; Ctrl-C stops everything")
+        while True:
+            supervisor.check(set(finished))
+            time.sleep(2)
+    except KeyboardInterrupt:
+        say("Ctrl-C: stopping")
+        return 0
+    except StageFailed as error:
+        say(f"failed: {error}")
+        return 1
+    finally:
+        supervisor.stop_all()
+        if started_here:
+            testbed(options.repo, "down", *reversed(started_here))
+            say(f"stopped {', '.join(started_here)}")
+
+
+def _wait_http(
+    url: str, supervisor: Supervisor, finishing: frozenset[str], timeout: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        supervisor.check(set(finishing))
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own dashboard
+                return
+        except OSError:
+            time.sleep(1)
+    raise StageFailed(f"the dashboard did not answer at {url}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/run-local",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--symbols", default="BTCUSDT", help="comma-separated Binance symbols")
+    parser.add_argument(
+        "--live", action="store_true", help="stream from Binance instead of replaying"
+    )
+    parser.add_argument(
+        "--data", help="replay these Binance kline/trade files instead of the bundled data"
+    )
+    parser.add_argument(
+        "--state", type=Path, default=Path.home() / ".local" / "share" / "cryptopipe" / "local"
+    )
+    parser.add_argument(
+        "--until-first-forecast", action="store_true", help="stop once the first forecast exists"
+    )
+    args = parser.parse_args(argv)
+    repo = Path(__file__).resolve().parents[3]
+    options = plan.Options(
+        symbols=[s.strip().upper() for s in args.symbols.split(",") if s.strip()],
+        live=args.live, data=args.data, state=args.state, repo=repo,
+    )  # fmt: skip
+    signal.signal(signal.SIGTERM, _interrupt)
+    return run(options, args.until_first_forecast)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the run as Ctrl-C does
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
