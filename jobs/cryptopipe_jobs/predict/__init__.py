@@ -1,0 +1,1 @@
+"""cryptopipe-predict: finalized candles from Kafka in, Forecast records out."""

@@ -1,0 +1,1 @@
+"""cryptopipe-train: candles in, a registered (and maybe promoted) model version out."""

@@ -1,0 +1,319 @@
+"""cryptopipe-predict as a process on the test bed's real Kafka and HDFS, with a tiny model.
+
+Real hourly BTC/USD candles go in with redelivered copies and non-final versions; forecasts
+come back from `forecasts.<symbol>` and from HDFS. The predictor first serves a baseline (no
+version registered), then a version promoted while it runs; after SIGTERM and a restart it
+rebuilds its history from Kafka and forecasts only new candles.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from cryptopipe_jobs.predict.serving import MIN_CALIBRATION_ORIGINS
+from cryptopipe_jobs.producer.recorded import Kline, load_embedded
+from cryptopipe_jobs.storage.hdfs_storage import webhdfs_client
+from cryptopipe_jobs.train.sources import klines_to_frame
+from cryptopipe_model.baselines import all_baselines
+from cryptopipe_model.evaluate import walk_forward
+from cryptopipe_model.lstm import LstmModel
+from cryptopipe_model.registry import CURRENT, DataRange, LocalStorage, Registry
+from cryptopipe_schemas import topics
+from cryptopipe_schemas.avro_schemas import SchemaName
+from cryptopipe_schemas.codec import decode, encode, encode_key
+from cryptopipe_schemas.spec import ModelSpec
+
+pytestmark = pytest.mark.integration
+
+HOUR = dt.timedelta(hours=1)
+MODEL = {"interval": "1h", "lookback": 8, "horizon": 3, "layers": 1, "units": 4, "epochs": 1}
+COVERAGE = 0.8
+
+
+def utc(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+
+
+def candle(
+    symbol: str, kline: Kline, *, final: bool = True, close: float | None = None
+) -> dict[str, Any]:
+    frame = klines_to_frame([kline]).iloc[0]
+    buy = float(kline.taker_buy_base_volume or 0)
+    return {
+        "symbol": symbol,
+        "interval": "1h",
+        "window_start": utc(kline.open_time_ms),
+        "window_end": utc(kline.open_time_ms) + HOUR,
+        "open": float(frame["open"]),
+        "high": float(frame["high"]),
+        "low": float(frame["low"]),
+        "close": float(frame["close"]) if close is None else close,
+        "base_volume": float(frame["base_volume"]),
+        "quote_volume": float(frame["quote_volume"]),
+        "vwap": float(frame["vwap"]),
+        "trade_count": int(frame["trade_count"]),
+        "taker_buy_volume": buy,
+        "taker_sell_volume": float(frame["base_volume"]) - buy,
+        "realized_volatility": None,
+        "is_final": final,
+        "event_time": utc(kline.close_time_ms),
+        "ingest_time": dt.datetime.now(dt.UTC),
+    }
+
+
+class Predictor:
+    """The entry point as a subprocess; its JSON log lines collected as they come."""
+
+    def __init__(self, args: Sequence[str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cryptopipe_jobs.predict.main", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.logs: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.raw.append(line)
+            if line.startswith("{"):
+                self.logs.append(json.loads(line))
+
+    def wait_log(self, match: Callable[[dict[str, Any]], bool], timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(match(entry) for entry in list(self.logs)):
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        pytest.fail("predictor log line not seen; stderr tail:\n" + "".join(self.raw[-30:]))
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=60)
+        self._reader.join(timeout=10)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def symbol() -> str:
+    return f"P{uuid.uuid4().hex[:8].upper()}USDT"
+
+
+@pytest.fixture
+def data() -> tuple[pd.DataFrame, list[Kline]]:
+    """A training frame and, right after it, the klines the test streams."""
+    klines = load_embedded()[-400:]
+    return klines_to_frame(klines[:300]), klines[300:385]
+
+
+class Forecasts:
+    def __init__(self, bootstrap: str, symbol: str) -> None:
+        self.topic = topics.forecasts(symbol)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        self.consumer.assign([TopicPartition(self.topic, 0)])
+        self.records: list[dict[str, Any]] = []
+        self.keys: list[bytes] = []
+
+    def read_until(
+        self, count: int, timeout: float = 120, settle: float = 3.0
+    ) -> list[dict[str, Any]]:
+        """Read until `count` records arrived, then `settle` more seconds to catch any extra."""
+        deadline = time.monotonic() + timeout
+        settled_at: float | None = None
+        while time.monotonic() < deadline:
+            for messages in self.consumer.poll(timeout_ms=500).values():
+                for message in messages:
+                    decoded = decode(message.value)
+                    assert decoded.schema is SchemaName.FORECAST
+                    self.records.append(decoded.record)
+                    self.keys.append(message.key)
+            if len(self.records) >= count:
+                settled_at = settled_at or time.monotonic()
+                if time.monotonic() - settled_at >= settle:
+                    break
+        return self.records
+
+
+def send(producer: KafkaProducer, symbol: str, records: Sequence[dict[str, Any]]) -> None:
+    for record in records:
+        producer.send(
+            topics.candles("1h", symbol),
+            key=encode_key(symbol),
+            value=encode(SchemaName.CANDLE, record),
+        )
+    producer.flush(timeout=30)
+
+
+def check_batch(
+    forecasts: Sequence[dict[str, Any]], origins: Sequence[dict[str, Any]], model: str
+) -> None:
+    """Exactly one forecast per step for each origin candle, in order, from `model`."""
+    assert len(forecasts) == 3 * len(origins)
+    for index, origin in enumerate(origins):
+        steps = forecasts[3 * index : 3 * index + 3]
+        assert [f["horizon_step"] for f in steps] == [1, 2, 3]
+        for f in steps:
+            assert f["made_at"] == origin["window_end"]
+            assert f["target_time"] == origin["window_end"] + f["horizon_step"] * HOUR
+            assert f["event_time"] == origin["event_time"]
+            assert f["lower"] <= f["point"] <= f["upper"]
+            assert f["lower"] < f["upper"]
+            assert f["coverage"] == COVERAGE and f["interval"] == "1h"
+            assert f["model"] == model
+            if model == "persistence":
+                assert f["point"] == origin["close"]
+
+
+@pytest.fixture
+def hdfs_base(hdfs_env: dict[str, str]) -> Iterator[str]:
+    base = f"/test-predict/{uuid.uuid4().hex}"
+    yield base
+    webhdfs_client(hdfs_env["CRYPTOPIPE_WEBHDFS_URL"]).delete(base, recursive=True)
+
+
+def test_predictor_end_to_end_with_hot_reload_and_restart(
+    kafka_bootstrap: str,
+    hdfs_env: dict[str, str],
+    hdfs_base: str,
+    tmp_path: Path,
+    symbol: str,
+    data: tuple[pd.DataFrame, list[Kline]],
+) -> None:
+    train_frame, klines = data
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "symbol": symbol,
+                "model": {**MODEL, "coverage": COVERAGE},
+                "sinks": {"hdfs": {"path": hdfs_base}},
+            }
+        )
+    )
+    registry_dir = tmp_path / "registry"
+    args = [
+        "--spec", str(spec),
+        "--bootstrap-servers", kafka_bootstrap,
+        "--registry", str(registry_dir),
+        "--webhdfs-url", hdfs_env["CRYPTOPIPE_WEBHDFS_URL"],
+        "--poll-seconds", "1",
+        "--history", "200",
+    ]  # fmt: skip
+    candles = [candle(symbol, k) for k in klines]
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    forecasts = Forecasts(kafka_bootstrap, symbol)
+    predictor = Predictor(args)
+    try:
+        # 1. Nothing registered: persistence. Redelivered and non-final candles change nothing.
+        predictor.wait_log(lambda e: e["message"] == "predictor ready")
+        first = candles[:60]
+        stream = [
+            *first[:30],
+            *first[10:20],  # redelivered
+            candle(symbol, klines[30], final=False, close=1.0),  # not final yet
+            *first[30:],
+            *first[55:60],  # redelivered
+            candle(symbol, klines[60], final=False, close=1.0),  # the next window, not final
+        ]
+        send(producer, symbol, stream)
+        # A baseline calibrates its interval on the history: it starts once enough is kept.
+        warm = 1 + 3 + MIN_CALIBRATION_ORIGINS
+        origins = first[warm - 1 :]
+        got = forecasts.read_until(3 * len(origins))
+        check_batch(got, origins, "persistence")
+        assert all(key == encode_key(symbol) for key in forecasts.keys)
+
+        # 2. A version promoted while the predictor runs is served from the next candle on.
+        registry = Registry(LocalStorage(registry_dir))
+        tiny = ModelSpec(lookback=8, horizon=3, layers=1, units=4, epochs=1, coverage=COVERAGE)
+        model = LstmModel(tiny, seed=5)
+        evaluation = walk_forward(
+            train_frame,
+            [*all_baselines(3, COVERAGE), model],
+            horizon=3,
+            coverage=COVERAGE,
+            test_size=40,
+            n_folds=2,
+        )
+        record = registry.register(model.fit(train_frame), evaluation, DataRange.of(train_frame))
+        # The gate decides on merit; promote by hand if it kept the version as a candidate.
+        pointer = {"version": record.version, "promoted_at": dt.datetime.now(dt.UTC).isoformat()}
+        registry.storage.write(CURRENT, json.dumps(pointer).encode())
+        label = f"lstm-{record.version}"
+        predictor.wait_log(lambda e: e["message"] == "serving" and e.get("model") == label)
+        second = candles[60:80]
+        send(producer, symbol, second)
+        got = forecasts.read_until(3 * (len(origins) + len(second)))
+        check_batch(got[3 * len(origins) :], second, label)
+        # The forecast matches the registered model's own, from the same candles.
+        frame = klines_to_frame(klines[:80])
+        expected = registry.load(record.version).predict_latest(frame)
+        np.testing.assert_allclose([f["point"] for f in got[-3:]], expected.point[0], rtol=1e-5)
+
+        # 3. SIGTERM: clean exit, offsets committed after the forecasts went out.
+        assert predictor.stop() == 0
+        assert any(e["message"] == "predictor stopped" for e in predictor.logs)
+        candle_tp = TopicPartition(topics.candles("1h", symbol), 0)
+        group = KafkaConsumer(
+            bootstrap_servers=kafka_bootstrap, group_id=f"cryptopipe-predict-{symbol.lower()}"
+        )
+        end = group.end_offsets([candle_tp])[candle_tp]
+        assert group.committed(candle_tp) == end == len(stream) + len(second)
+        group.close()
+
+        # 4. A restart rebuilds the history from Kafka and forecasts only what is new.
+        predictor = Predictor(args)
+        predictor.wait_log(lambda e: e["message"] == "predictor ready")
+        third = candles[80:85]
+        send(producer, symbol, [*third[:2], *third])
+        got = forecasts.read_until(3 * (len(origins) + len(second) + len(third)))
+        check_batch(got[3 * (len(origins) + len(second)) :], third, label)
+        assert predictor.stop() == 0
+    finally:
+        predictor.kill()
+        producer.close()
+        forecasts.consumer.close()
+
+    # Every forecast is also on HDFS, as JSON lines under the spec's base folder.
+    client = webhdfs_client(hdfs_env["CRYPTOPIPE_WEBHDFS_URL"])
+    lines: list[dict[str, Any]] = []
+    for root, _, names in client.walk(f"{hdfs_base}/forecasts/symbol={symbol}"):
+        for name in names:
+            with client.read(f"{root}/{name}") as reader:
+                lines.extend(json.loads(line) for line in reader.read().splitlines())
+    as_ms = [
+        (round(f["made_at"].timestamp() * 1000), f["horizon_step"], f["model"], f["point"])
+        for f in got
+    ]
+    assert sorted(
+        (r["made_at"], r["horizon_step"], r["model"], r["point"]) for r in lines
+    ) == sorted(as_ms)
