@@ -1,0 +1,316 @@
+"""Aggregation benchmark: sustained throughput against a count-only query, and the latency from
+a window's close (plus the watermark) to its candle on the Kafka topic, at fixed input rates.
+
+Both throughput figures come from the same run on the same topic: trades preloaded into Kafka,
+each query drains them from its own checkpoint in micro-batches of --batch-records, and the
+rate is input rows over the batches' trigger time (query start-up excluded). Ours: decode,
+watermark, dedupe, candles for every interval, parquet on HDFS and the Kafka candle topics.
+Reference: the same Kafka source, each batch only counted.
+
+Latency: trades are produced at a fixed rate with event time = now (a separate process paces
+them); the job runs with a 1-second trigger; for each final candle, latency = the candle
+record's Kafka timestamp - (window_end + watermark). Intervals 1s and 1m, watermark 2s, so a
+run yields one latency sample per second.
+
+Rates are scaled to what this machine can do; the issue's 50,000 trades/s is out of reach of
+one Python producer plus Spark local[2] on 2 shared cores, and the achieved rates are printed.
+The trades are synthetic (a load test).
+
+    uv run python bench/aggregate.py [--rates 2000,5000,10000] [--seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import multiprocessing
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer  # noqa: E402
+from kafka.admin import NewTopic  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+
+from cryptopipe_jobs.aggregate import main as aggregate_main  # noqa: E402
+from cryptopipe_jobs.aggregate import trades as trade_source  # noqa: E402
+from cryptopipe_jobs.aggregate.durations import to_millis  # noqa: E402
+from cryptopipe_jobs.sinks.batch_writer import BatchWriter  # noqa: E402
+from cryptopipe_jobs.sinks.hadoop_fs import HadoopFs  # noqa: E402
+from cryptopipe_jobs.spark_session import SparkSettings, create_session  # noqa: E402
+from cryptopipe_schemas import topics  # noqa: E402
+from cryptopipe_schemas.avro_schemas import SchemaName  # noqa: E402
+from cryptopipe_schemas.codec import decode, encode, encode_key  # noqa: E402
+from cryptopipe_schemas.registry import SchemaIds  # noqa: E402
+from cryptopipe_schemas.spec import parse_spec  # noqa: E402
+from cryptopipe_testbed.components import BY_NAME  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "aggregate.json"
+INTERVALS = ["1s", "1m"]
+WATERMARK = "2s"
+
+
+def testbed_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for name in ("kafka", "hdfs", "spark"):
+        component = BY_NAME[name]
+        if not component.health().healthy:
+            raise SystemExit(f"test bed component {name} is not running: scripts/testbed up")
+        env.update(component.env())
+    return env
+
+
+def trade(symbol: str, trade_id: int, ms: int, rng: random.Random) -> bytes:
+    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    record = {
+        "exchange": "binance",
+        "symbol": symbol,
+        "trade_id": trade_id,
+        "price": Decimal(97_000 + rng.randint(-50_000, 50_000)) / 100,
+        "quantity": Decimal(rng.randint(1, 10**7)) / Decimal(10**8),
+        "buyer_is_maker": rng.random() < 0.5,
+        "trade_time": moment,
+        "event_time": moment,
+        "ingest_time": moment,
+    }
+    return encode(SchemaName.TRADE, record)
+
+
+def produce_paced(bootstrap: str, symbol: str, rate: int, seconds: float, out: Any) -> None:
+    """Produce `rate` trades a second for `seconds`, event time = now (child process)."""
+    rng = random.Random(rate)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024)
+    topic, key = topics.trades(symbol), encode_key(symbol)
+    began = time.time()
+    sent = 0
+    while (elapsed := time.time() - began) < seconds:
+        due = int(elapsed * rate) + 1
+        now_ms = int(time.time() * 1000)
+        while sent < due:
+            producer.send(topic, key=key, value=trade(symbol, sent, now_ms, rng))
+            sent += 1
+        time.sleep(0.005)
+    producer.flush(timeout=60)
+    producer.close()
+    out.put({"sent": sent, "seconds": time.time() - began})
+
+
+def preload(bootstrap: str, symbol: str, count: int) -> None:
+    rng = random.Random(1)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=512 * 1024)
+    topic, key = topics.trades(symbol), encode_key(symbol)
+    start_ms = 1_764_446_400_000
+    for index in range(count):  # 10,000 trades per second of event time
+        producer.send(topic, key=key, value=trade(symbol, index, start_ms + index // 10, rng))
+    producer.flush(timeout=300)
+    producer.close()
+
+
+def options_for(symbol: str, env: dict[str, str], tag: str, **extra: Any) -> Any:
+    spec = parse_spec(
+        {
+            "symbol": symbol,
+            "intervals": INTERVALS,
+            "watermark": WATERMARK,
+            "model": {"interval": "1m"},
+            "sinks": {"hdfs": {"path": f"/bench/{tag}"}, "hive": {"enabled": False}},
+        }
+    )
+    return aggregate_main.AggregateOptions(
+        specs=[spec],
+        bootstrap_servers=env["CRYPTOPIPE_KAFKA_BOOTSTRAP"],
+        hdfs_url=env["CRYPTOPIPE_HDFS_URL"],
+        **extra,
+    )
+
+
+def batch_rate(progress: list[Any]) -> tuple[int, float]:
+    rows = sum(p.numInputRows for p in progress)
+    seconds = sum(p.durationMs.get("triggerExecution", 0) for p in progress) / 1000
+    return rows, rows / seconds if seconds else 0.0
+
+
+def run_ours(spark: SparkSession, options: Any) -> list[Any]:
+    fs = HadoopFs(spark, options.base)
+    aggregate_main.ensure_candle_topics(options)
+    targets = aggregate_main.sink_targets(options, fs, SchemaIds.derived())
+    query = aggregate_main.start_query(spark, options, BatchWriter(spark, fs, targets))
+    query.awaitTermination()
+    return list(query.recentProgress)
+
+
+def run_count_only(spark: SparkSession, options: Any, batch_records: int) -> list[Any]:
+    counts: list[int] = []
+
+    def count(frame: DataFrame, _batch_id: int) -> None:
+        counts.append(frame.count())
+
+    raw = trade_source.kafka_trades(
+        spark,
+        options.bootstrap_servers,
+        [options.spec.symbol],
+        max_offsets_per_trigger=batch_records,
+    )
+    query = (
+        raw.writeStream.option("checkpointLocation", f"{options.base}/_checkpoints/count")
+        .foreachBatch(count)
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+    return list(query.recentProgress)
+
+
+def throughput(
+    spark: SparkSession, env: dict[str, str], records: int, batch: int
+) -> dict[str, Any]:
+    symbol = f"BENCH{uuid.uuid4().hex[:8].upper()}"
+    create(env, [topics.trades(symbol)])
+    preload(env["CRYPTOPIPE_KAFKA_BOOTSTRAP"], symbol, records)
+    tag = f"tp_{symbol.lower()}"
+    options = options_for(symbol, env, tag, available_now=True, max_offsets_per_trigger=batch)
+    ours_rows, ours_rate = batch_rate(run_ours(spark, options))
+    ref_rows, ref_rate = batch_rate(run_count_only(spark, options, batch))
+    assert ours_rows == ref_rows == records, (ours_rows, ref_rows, records)
+    return {
+        "records": records,
+        "batch_records": batch,
+        "ours_per_second": round(ours_rate),
+        "count_only_per_second": round(ref_rate),
+        "ratio": round(ours_rate / ref_rate, 3),
+    }
+
+
+def create(env: dict[str, str], names: list[str]) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=env["CRYPTOPIPE_KAFKA_BOOTSTRAP"])
+    admin.create_topics([NewTopic(name, 2, 1) for name in names])
+    admin.close()
+
+
+def latency(spark: SparkSession, env: dict[str, str], rate: int, seconds: float) -> dict[str, Any]:
+    symbol = f"BENCH{uuid.uuid4().hex[:8].upper()}"
+    bootstrap = env["CRYPTOPIPE_KAFKA_BOOTSTRAP"]
+    create(env, [topics.trades(symbol)])
+    options = options_for(symbol, env, f"lat_{symbol.lower()}", trigger_interval="1 second")
+    fs = HadoopFs(spark, options.base)
+    aggregate_main.ensure_candle_topics(options)
+    targets = aggregate_main.sink_targets(options, fs, SchemaIds.derived())
+    query = aggregate_main.start_query(spark, options, BatchWriter(spark, fs, targets))
+    time.sleep(3)  # the first (empty) batch
+    results: Any = multiprocessing.Queue()
+    producer = multiprocessing.Process(
+        target=produce_paced, args=(bootstrap, symbol, rate, seconds, results)
+    )
+    began = time.time()
+    producer.start()
+    producer.join()
+    sent = results.get()
+    time.sleep(5)  # let the last closed windows through
+    progress = list(query.recentProgress)
+    query.stop()
+    consumed = consume(bootstrap, topics.candles("1s", symbol))
+    delay = to_millis(WATERMARK)
+    samples = [
+        ms - (int(record["window_end"].timestamp() * 1000) + delay)
+        for record, ms in consumed
+        if record["window_start"].timestamp() > began + 2  # after the warm-up second
+    ]
+    rows = [p for p in progress if p.numInputRows]
+    processed = sum(p.numInputRows for p in rows)
+    return {
+        "target_per_second": rate,
+        "achieved_input_per_second": round(sent["sent"] / sent["seconds"]),
+        "processed_rows": processed,
+        "candles": len(samples),
+        "p50_ms": round(statistics.median(samples)) if samples else None,
+        "p99_ms": round(percentile(samples, 0.99)) if samples else None,
+        "max_ms": max(samples) if samples else None,
+    }
+
+
+def percentile(values: list[int], q: float) -> float:
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+
+def consume(bootstrap: str, topic: str) -> list[tuple[dict[str, Any], int]]:
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=5000,
+    )
+    out = [(decode(m.value).record, m.timestamp) for m in consumer]
+    consumer.close()
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rates", default="2000,5000,10000")
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--records", type=int, default=300_000)
+    parser.add_argument("--batch-records", type=int, default=100_000)
+    args = parser.parse_args()
+    env = testbed_env()
+    os.environ["SPARK_LOCAL_IP"] = env["SPARK_LOCAL_IP"]
+    spark = create_session(
+        SparkSettings(
+            app_name="bench-aggregate",
+            jars=env["CRYPTOPIPE_SPARK_JARS"].split(","),
+            default_fs=env["CRYPTOPIPE_HDFS_URL"],
+            driver_memory="2g",
+        )
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    tp = throughput(spark, env, args.records, args.batch_records)
+    print(
+        f"throughput: ours {tp['ours_per_second']:,} trades/s, count-only "
+        f"{tp['count_only_per_second']:,} records/s, ratio {tp['ratio']:.3f} (target >= 0.6)"
+    )
+    runs = []
+    for rate in (int(r) for r in args.rates.split(",")):
+        result = latency(spark, env, rate, args.seconds)
+        runs.append(result)
+        print(
+            f"rate {rate:>6,}/s (achieved {result['achieved_input_per_second']:,}/s): "
+            f"close+watermark -> Kafka p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
+            f"over {result['candles']} candles"
+        )
+    spark.stop()
+    result_doc = {
+        "benchmark": "aggregate",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), Python "
+        f"{platform.python_version()}, Spark local[2]",
+        "intervals": INTERVALS,
+        "watermark": WATERMARK,
+        "trigger": "1 second (latency runs)",
+        "sinks": "HDFS parquet + Kafka candle topics (Hive and Sheets off)",
+        "throughput": tp,
+        "latency": runs,
+        "targets": {"p99_ms_at_10000_per_second": 5000, "throughput_ratio": 0.6},
+        "data": "synthetic trades (load test)",
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result_doc, indent=2) + "\n")
+    print(f"written to {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,20 @@
+-- Forecasts written by cryptopipe-predict: parquet under ${hdfs_base}/forecasts, one folder per
+-- symbol, interval and UTC date of made_at (the Forecast Avro record, less the partition keys).
+CREATE DATABASE IF NOT EXISTS ${database};
+
+CREATE EXTERNAL TABLE IF NOT EXISTS ${database}.forecasts (
+  made_at TIMESTAMP COMMENT 'Window end of the last candle the forecast used (UTC)',
+  target_time TIMESTAMP COMMENT 'Window end of the forecast candle (UTC)',
+  horizon_step INT,
+  point DOUBLE,
+  lower DOUBLE,
+  upper DOUBLE,
+  coverage DOUBLE,
+  model STRING COMMENT 'Model version or baseline name',
+  event_time TIMESTAMP,
+  ingest_time TIMESTAMP
+)
+COMMENT 'Price forecasts with prediction intervals'
+PARTITIONED BY (symbol STRING, `interval` STRING, `date` STRING)
+STORED AS PARQUET
+LOCATION '${hdfs_base}/forecasts';

@@ -1,0 +1,1 @@
+"""Spark Structured Streaming aggregation of trades into event-time candles."""

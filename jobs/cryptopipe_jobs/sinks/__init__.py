@@ -1,0 +1,1 @@
+"""Where candles go: HDFS parquet, Hive partitions, Kafka candle topics, Google Sheets."""

@@ -1,0 +1,138 @@
+"""Candle expressions on a local SparkSession (no test bed): the pure column functions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cryptopipe_jobs.aggregate import candles
+from cryptopipe_jobs.aggregate.durations import spark_delay, to_millis
+from cryptopipe_jobs.spark_session import SparkSettings, create_session
+
+pytestmark = pytest.mark.unit
+
+SCHEMA = (
+    "symbol STRING, trade_id LONG, price DECIMAL(24,8), quantity DECIMAL(24,8), "
+    "buyer_is_maker BOOLEAN, event_time TIMESTAMP"
+)
+T0 = dt.datetime(2025, 11, 29, 20, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def local_spark() -> Iterator[SparkSession]:
+    active = SparkSession.getActiveSession()
+    if active is not None:  # the integration tests' session: reuse it, leave it running
+        yield active
+        return
+    session = create_session(SparkSettings("unit-candles", master="local[1]"))
+    yield session
+    session.stop()
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def trade(
+    trade_id: int, seconds: float, price: str, quantity: str = "1", maker: bool = False
+) -> tuple[object, ...]:
+    return ("BTCUSDT", trade_id, Decimal(price), Decimal(quantity), maker, at(seconds))
+
+
+def aggregate(
+    spark: SparkSession, rows: list[tuple[object, ...]], interval: str
+) -> list[dict[str, Any]]:
+    frame: DataFrame = spark.createDataFrame(rows, SCHEMA)
+    ms = to_millis(interval)
+    exploded = frame.withColumn("spec", F.explode(candles.interval_rows([(interval, ms)]))).select(
+        "*", "spec.interval", "spec.interval_ms"
+    )
+    grouped = exploded.withColumn(
+        "window_end", candles.window_end(F.col("event_time"), F.col("interval_ms"))
+    ).groupBy("symbol", "interval", "interval_ms", "window_end")
+    result = grouped.agg(*candles.aggregations()).select(
+        *candles.candle_columns(F.col("interval_ms"), F.lit(at(999)).cast("timestamp"))
+    )
+    assert tuple(result.columns) == candles.CANDLE_FIELDS
+    return [row.asDict() for row in result.orderBy("window_start").collect()]
+
+
+def test_open_and_close_follow_event_time_then_trade_id_not_input_order(
+    local_spark: SparkSession,
+) -> None:
+    rows = [
+        trade(5, 30, "103"),
+        trade(4, 10, "102"),  # same event time as 3: the lower id opens
+        trade(3, 10, "101"),
+        trade(9, 50, "105"),  # same event time as 8: the higher id closes
+        trade(8, 50, "104"),
+    ]
+    (candle,) = aggregate(local_spark, rows, "1m")
+    assert (candle["open"], candle["close"]) == (101.0, 105.0)
+    assert (candle["high"], candle["low"]) == (105.0, 101.0)
+    assert candle["event_time"].replace(tzinfo=dt.UTC) == at(50)
+
+
+def test_volumes_vwap_and_taker_sides(local_spark: SparkSession) -> None:
+    rows = [
+        trade(1, 1, "100", "2", maker=False),  # taker bought 2
+        trade(2, 2, "110", "1", maker=True),  # buyer was the maker: taker sold 1
+        trade(3, 3, "90", "0.5", maker=True),
+    ]
+    (candle,) = aggregate(local_spark, rows, "1m")
+    assert candle["base_volume"] == 3.5
+    assert candle["quote_volume"] == 200 + 110 + 45
+    assert candle["vwap"] == pytest.approx(355 / 3.5)
+    assert candle["trade_count"] == 3
+    assert (candle["taker_buy_volume"], candle["taker_sell_volume"]) == (2.0, 1.5)
+    assert candle["is_final"] is True
+
+
+def test_realized_volatility_of_consecutive_log_returns(local_spark: SparkSession) -> None:
+    rows = [trade(3, 20, "121"), trade(1, 0, "100"), trade(2, 10, "110")]
+    (candle,) = aggregate(local_spark, rows, "1m")
+    expected = math.sqrt(math.log(110 / 100) ** 2 + math.log(121 / 110) ** 2)
+    assert candle["realized_volatility"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_one_trade_has_no_volatility(local_spark: SparkSession) -> None:
+    (candle,) = aggregate(local_spark, [trade(1, 0, "100")], "1m")
+    assert candle["realized_volatility"] is None
+
+
+def test_windows_are_aligned_to_the_epoch_with_exclusive_ends(local_spark: SparkSession) -> None:
+    rows = [trade(1, 59.999, "1"), trade(2, 60, "2"), trade(3, 299.5, "3"), trade(4, 300, "4")]
+    one_minute = aggregate(local_spark, rows, "1m")
+    assert [(c["window_start"].minute, c["trade_count"]) for c in one_minute] == [
+        (0, 1),
+        (1, 1),
+        (4, 1),
+        (5, 1),
+    ]
+    five_minutes = aggregate(local_spark, rows, "5m")
+    assert [(c["window_start"].minute, c["window_end"].minute) for c in five_minutes] == [
+        (0, 5),
+        (5, 10),
+    ]
+    assert [c["trade_count"] for c in five_minutes] == [3, 1]
+
+
+def test_durations() -> None:
+    assert [to_millis(text) for text in ("500ms", "30s", "1m", "5m", "1h", "1d")] == [
+        500,
+        30_000,
+        60_000,
+        300_000,
+        3_600_000,
+        86_400_000,
+    ]
+    assert spark_delay("30s") == "30000 milliseconds"
+    with pytest.raises(ValueError, match="not a duration"):
+        to_millis("0s")
