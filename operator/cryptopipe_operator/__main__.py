@@ -1,0 +1,3 @@
+from cryptopipe_operator.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""The aggregation as a Kubeflow SparkApplication (sparkoperator.k8s.io/v1beta2).
+
+Its checkpoint lives on HDFS at a path that depends only on the pipeline's identity, so a
+resubmission (after a spec change, a failure or a suspend) continues from where it stopped.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from cryptopipe_operator.children.common import (
+    CONFIG_HASH,
+    SPEC_FILE,
+    SPEC_MOUNT,
+    Pipeline,
+    container_security,
+    digest,
+    labels,
+    metadata,
+    scheduling,
+    spec_volume,
+)
+from cryptopipe_operator.config import PlatformConfig
+
+API_VERSION = "sparkoperator.k8s.io/v1beta2"
+COMPONENT = "aggregator"
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+
+
+def name(pipeline: Pipeline) -> str:
+    return pipeline.child(COMPONENT)
+
+
+def checkpoint_location(pipeline: Pipeline, config: PlatformConfig) -> str:
+    base = pipeline.spec.sinks.hdfs.path.rstrip("/")
+    return (
+        f"{config.storage.hdfs_url.rstrip('/')}{base}/checkpoints/"
+        f"{pipeline.namespace}/{pipeline.name}"
+    )
+
+
+def spark_memory(quantity: str) -> str:
+    """A Kubernetes memory quantity in Spark's notation (mebibytes: `1Gi` -> `1024m`)."""
+    match = _QUANTITY.match(quantity)
+    if not match:
+        raise ValueError(f"not a memory quantity: {quantity!r}")
+    number, unit = float(match.group(1)), match.group(2) or ""
+    factor = {
+        "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+        "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4,
+    }.get(unit)  # fmt: skip
+    if factor is None:
+        raise ValueError(f"not a memory quantity: {quantity!r}")
+    return f"{max(1, round(number * factor / 1024**2))}m"
+
+
+def spark_cores(quantity: str) -> int:
+    """Whole cores for Spark (at least one); the request itself stays exact in coreRequest."""
+    if quantity.endswith("m"):
+        return max(1, -(-int(float(quantity[:-1])) // 1000))
+    return max(1, -(-int(float(quantity) * 1000) // 1000))
+
+
+def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
+    return [
+        "--spec", SPEC_FILE,
+        "--bootstrap-servers", config.kafka.bootstrap_servers,
+        "--checkpoint", checkpoint_location(pipeline, config),
+        "--hdfs-url", config.storage.hdfs_url,
+        "--hive-metastore", config.storage.hive_metastore_uri,
+    ]  # fmt: skip
+
+
+def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
+    spec = pipeline.spec
+    requests = spec.resources.aggregator
+    # Rolls (is resubmitted) on what the aggregation reads; the producer's settings don't matter.
+    config_hash = digest(spec.symbol, spec.intervals, spec.watermark, spec.sinks)
+    pod_labels = labels(pipeline, COMPONENT)
+    mounts = [{"name": "pipeline", "mountPath": SPEC_MOUNT, "readOnly": True}]
+    pod_common = {
+        "labels": pod_labels,
+        "annotations": {CONFIG_HASH: config_hash},
+        "memory": spark_memory(requests.memory),
+        "cores": spark_cores(requests.cpu),
+        "coreRequest": requests.cpu,
+        "volumeMounts": mounts,
+        "securityContext": container_security(),
+        **scheduling(config),
+    }
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "SparkApplication",
+        "metadata": {
+            **metadata(pipeline, name(pipeline), COMPONENT),
+            "annotations": {CONFIG_HASH: config_hash},
+        },
+        "spec": {
+            "type": "Python",
+            "pythonVersion": "3",
+            "mode": "cluster",
+            "image": config.images.spark,
+            "imagePullPolicy": config.images.pull_policy,
+            "mainApplicationFile": config.spark.main_application_file,
+            "arguments": args(pipeline, config),
+            "sparkVersion": config.spark.version,
+            "sparkConf": {
+                "spark.sql.streaming.checkpointLocation": checkpoint_location(pipeline, config),
+                "spark.sql.session.timeZone": "UTC",
+                "spark.hadoop.fs.defaultFS": config.storage.hdfs_url,
+                "spark.hadoop.hive.metastore.uris": config.storage.hive_metastore_uri,
+            },
+            # A streaming query never completes: restart it on failure, from its checkpoint.
+            "restartPolicy": {
+                "type": "Always",
+                "onFailureRetryInterval": 10,
+                "onSubmissionFailureRetryInterval": 20,
+            },
+            "volumes": [spec_volume(pipeline)],
+            "driver": {**pod_common, "serviceAccount": config.spark.service_account},
+            "executor": {**pod_common, "instances": config.spark.executor_instances},
+        },
+    }

@@ -1,0 +1,104 @@
+"""The Streamlit dashboard: Deployment, Service, and an Ingress when a host is given."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptopipe_operator.children.common import (
+    DASHBOARD_PORT,
+    SPEC_FILE,
+    Pipeline,
+    container,
+    deployment,
+    digest,
+    metadata,
+    pod_template,
+    selector,
+)
+from cryptopipe_operator.config import PlatformConfig
+
+COMPONENT = "dashboard"
+APP = "/opt/cryptopipe/dashboard/app.py"
+
+
+def name(pipeline: Pipeline) -> str:
+    return pipeline.child(COMPONENT)
+
+
+def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
+    return [
+        "run", APP,
+        f"--server.port={DASHBOARD_PORT}",
+        "--server.headless=true",
+        "--browser.gatherUsageStats=false",
+        "--",
+        "--spec", SPEC_FILE,
+        "--bootstrap-servers", config.kafka.bootstrap_servers,
+        "--webhdfs-url", config.storage.webhdfs_url,
+    ]  # fmt: skip
+
+
+def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
+    spec = pipeline.spec
+    main = container(
+        COMPONENT, config.images.dashboard, args(pipeline, config), spec.resources.dashboard, config
+    )
+    main["command"] = ["streamlit"]
+    main["ports"] = [{"name": "http", "containerPort": DASHBOARD_PORT}]
+    main["readinessProbe"] = {"httpGet": {"path": "/_stcore/health", "port": "http"}}
+    main["livenessProbe"] = {
+        "httpGet": {"path": "/_stcore/health", "port": "http"},
+        "periodSeconds": 20,
+    }
+    template = pod_template(
+        pipeline,
+        COMPONENT,
+        [main],
+        config,
+        digest(spec.symbol, spec.intervals, spec.model.interval, spec.dashboard),
+    )
+    return deployment(pipeline, name(pipeline), COMPONENT, template)
+
+
+def build_service(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(pipeline, name(pipeline), COMPONENT),
+        "spec": {
+            "selector": selector(pipeline, COMPONENT),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def build_ingress(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any] | None:
+    host = pipeline.spec.dashboard.host
+    if not host:
+        return None
+    spec: dict[str, Any] = {
+        "rules": [
+            {
+                "host": host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": "/",
+                            "pathType": "Prefix",
+                            "backend": {
+                                "service": {"name": name(pipeline), "port": {"name": "http"}}
+                            },
+                        }
+                    ]
+                },
+            }
+        ]
+    }
+    if config.ingress_class:
+        spec["ingressClassName"] = config.ingress_class
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata(pipeline, name(pipeline), COMPONENT),
+        "spec": spec,
+    }

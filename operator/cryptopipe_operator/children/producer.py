@@ -1,0 +1,87 @@
+"""The producer Deployment (exchange -> Kafka) and the Service that exposes its metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptopipe_operator.children.common import (
+    PRODUCER_METRICS_PORT,
+    SPEC_FILE,
+    Pipeline,
+    container,
+    deployment,
+    digest,
+    metadata,
+    pod_template,
+    selector,
+)
+from cryptopipe_operator.config import PlatformConfig
+
+COMPONENT = "producer"
+
+
+def name(pipeline: Pipeline) -> str:
+    return pipeline.child(COMPONENT)
+
+
+def metrics_service_name(pipeline: Pipeline) -> str:
+    return pipeline.child("producer-metrics")
+
+
+def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
+    return [
+        "--spec", SPEC_FILE,
+        "--bootstrap-servers", config.kafka.bootstrap_servers,
+        "--metrics-port", str(PRODUCER_METRICS_PORT),
+    ]  # fmt: skip
+
+
+def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
+    spec = pipeline.spec
+    main = container(
+        COMPONENT,
+        config.images.producer,
+        args(pipeline, config),
+        spec.resources.producer,
+        config,
+    )
+    main["command"] = ["cryptopipe-producer"]
+    main["ports"] = [{"name": "metrics", "containerPort": PRODUCER_METRICS_PORT}]
+    main["livenessProbe"] = {
+        "httpGet": {"path": "/healthz", "port": "metrics"},
+        "periodSeconds": 10,
+        "failureThreshold": 6,
+    }
+    main["readinessProbe"] = {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5}
+    # Rolls on what the producer reads: the symbol and the source (not sinks or the model).
+    template = pod_template(pipeline, COMPONENT, [main], config, digest(spec.symbol, spec.source))
+    out = deployment(pipeline, name(pipeline), COMPONENT, template)
+    # One producer at a time: two would publish every trade twice during a rollout.
+    out["spec"]["strategy"] = {"type": "Recreate"}
+    return out
+
+
+def build_metrics_service(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            **metadata(pipeline, metrics_service_name(pipeline), COMPONENT),
+            "annotations": {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(PRODUCER_METRICS_PORT),
+                "prometheus.io/path": "/metrics",
+            },
+        },
+        "spec": {
+            "selector": selector(pipeline, COMPONENT),
+            "ports": [
+                {
+                    "name": "metrics",
+                    "port": PRODUCER_METRICS_PORT,
+                    "targetPort": "metrics",
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }

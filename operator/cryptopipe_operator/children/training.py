@@ -1,0 +1,103 @@
+"""The first training Job and the CronJob that retrains on `spec.model.schedule`.
+
+A Job's pod template is immutable, so the Job's name carries the hash of what training reads:
+a change to the model's settings starts a fresh training Job (and retires the old one).
+The trainer reports its outcome as JSON in its termination message (see status.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptopipe_operator.children.common import (
+    SPEC_FILE,
+    Pipeline,
+    container,
+    digest,
+    metadata,
+    pod_template,
+)
+from cryptopipe_operator.config import PlatformConfig
+
+COMPONENT = "trainer"
+HASH_LABEL = "cryptopipe.io/training-hash"
+
+
+def training_hash(pipeline: Pipeline) -> str:
+    spec = pipeline.spec
+    return digest(spec.symbol, spec.model, spec.sinks.hdfs)[:8]
+
+
+def job_name(pipeline: Pipeline) -> str:
+    return pipeline.child(f"train-{training_hash(pipeline)}")
+
+
+def cronjob_name(pipeline: Pipeline) -> str:
+    return pipeline.child("retrain")
+
+
+def registry_location(pipeline: Pipeline, config: PlatformConfig) -> str:
+    base = pipeline.spec.sinks.hdfs.path.rstrip("/")
+    return (
+        f"{config.storage.hdfs_url.rstrip('/')}{base}/models/{pipeline.namespace}/{pipeline.name}"
+    )
+
+
+def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
+    return [
+        "--spec", SPEC_FILE,
+        "--hdfs-url", config.storage.hdfs_url,
+        "--webhdfs-url", config.storage.webhdfs_url,
+        "--registry", registry_location(pipeline, config),
+        "--result-file", "/dev/termination-log",
+    ]  # fmt: skip
+
+
+def job_spec(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
+    main = container(
+        COMPONENT, config.images.trainer, args(pipeline, config),
+        pipeline.spec.resources.trainer, config,
+    )  # fmt: skip
+    main["command"] = ["cryptopipe-train"]
+    main["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    template = pod_template(
+        pipeline, COMPONENT, [main], config, training_hash(pipeline), restart_policy="Never"
+    )
+    template["metadata"]["labels"][HASH_LABEL] = training_hash(pipeline)
+    return {"backoffLimit": 2, "template": template}
+
+
+def _job_only(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
+    # A suspended Job keeps its pods from starting (or stops them) and resumes later.
+    return {**job_spec(pipeline, config), "suspend": pipeline.spec.suspend}
+
+
+def build_job(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
+    meta = metadata(pipeline, job_name(pipeline), COMPONENT)
+    meta["labels"][HASH_LABEL] = training_hash(pipeline)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": _job_only(pipeline, config),
+    }
+
+
+def build_cronjob(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": metadata(pipeline, cronjob_name(pipeline), COMPONENT),
+        "spec": {
+            "schedule": pipeline.spec.model.schedule,
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "suspend": pipeline.spec.suspend,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": {"labels": metadata(pipeline, "", COMPONENT)["labels"]},
+                "spec": job_spec(pipeline, config),
+            },
+        },
+    }

@@ -1,0 +1,123 @@
+"""The platform configuration the operator adds to every pipeline's spec.
+
+What a CryptoPipeline does not say (images, where Kafka, HDFS and the Hive metastore are, how
+pods are scheduled) comes from one file the chart renders from its values (`--config`), read
+once at start into an explicit data class. Builders receive it as an argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Images:
+    producer: str = "cryptopipe/producer:0.1.0"
+    spark: str = "cryptopipe/spark:0.1.0"
+    trainer: str = "cryptopipe/trainer:0.1.0"
+    dashboard: str = "cryptopipe/dashboard:0.1.0"
+    pull_policy: str = "IfNotPresent"
+
+
+@dataclass(frozen=True)
+class Kafka:
+    bootstrap_servers: str = "cryptopipe-kafka-bootstrap:9092"
+    # "strimzi": KafkaTopic resources and the Kafka cluster's readiness are managed through
+    # Strimzi; "external": the topics are someone else's business.
+    mode: str = "strimzi"
+    cluster: str = "cryptopipe"
+    cluster_namespace: str = ""  # empty: the operator's own namespace
+
+
+@dataclass(frozen=True)
+class Storage:
+    hdfs_url: str = "hdfs://cryptopipe-hdfs-namenode:8020"
+    webhdfs_url: str = "http://cryptopipe-hdfs-namenode:9870"
+    hive_metastore_uri: str = "thrift://cryptopipe-hive-metastore:9083"
+
+
+@dataclass(frozen=True)
+class Spark:
+    version: str = "4.1.1"
+    service_account: str = "cryptopipe-spark"
+    main_application_file: str = "local:///opt/cryptopipe/aggregate.py"
+    executor_instances: int = 1
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """Applied to every pod the operator creates (for example a kwok fake node's toleration)."""
+
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Freshness:
+    enabled: bool = True
+    max_age_seconds: int = 300
+    timeout_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    images: Images = field(default_factory=Images)
+    kafka: Kafka = field(default_factory=Kafka)
+    storage: Storage = field(default_factory=Storage)
+    spark: Spark = field(default_factory=Spark)
+    scheduling: Scheduling = field(default_factory=Scheduling)
+    freshness: Freshness = field(default_factory=Freshness)
+    ingress_class: str = ""
+    resync_seconds: float = 30.0
+    operator_namespace: str = "default"
+
+    @property
+    def kafka_namespace(self) -> str:
+        return self.kafka.cluster_namespace or self.operator_namespace
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
+    fields = {_camel(f.name): f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{path or 'config'}: unknown keys {unknown} (known: {sorted(fields)})")
+    values: dict[str, Any] = {}
+    for key, spec in fields.items():
+        if key not in data:
+            continue
+        value = data[key]
+        nested = spec.default_factory if spec.default_factory is not dataclasses.MISSING else None
+        if nested is not None and dataclasses.is_dataclass(nested):
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{path}{key}: must be a mapping")
+            values[spec.name] = _build(nested, value, f"{path}{key}.")
+        else:
+            values[spec.name] = value
+    return cls(**values)
+
+
+def config_from_mapping(data: Mapping[str, Any] | None) -> PlatformConfig:
+    config: PlatformConfig = _build(PlatformConfig, data or {}, "")
+    if config.kafka.mode not in ("strimzi", "external"):
+        raise ValueError(f"kafka.mode: must be strimzi or external, not {config.kafka.mode!r}")
+    return config
+
+
+def load_config(path: Path | None, operator_namespace: str | None = None) -> PlatformConfig:
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if operator_namespace:
+        data = {**data, "operatorNamespace": operator_namespace}
+    return config_from_mapping(data)

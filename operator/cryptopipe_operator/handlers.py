@@ -1,0 +1,184 @@
+"""kopf wiring (thin): watch CryptoPipelines, reconcile on every change and on a resync timer.
+
+Only `on.event` handlers and a resync loop: kopf stores no progress, diff-base or finalizer on
+the pipelines, so a pipeline at rest is never written to. Children come back within one resync
+period after a hand edit or deletion.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+
+from cryptopipe_operator.config import PlatformConfig
+from cryptopipe_operator.kube import ApiError, Kube
+from cryptopipe_operator.metrics import Metrics
+from cryptopipe_operator.reconcile import reconcile
+from cryptopipe_schemas.spec import API_GROUP, API_VERSION
+
+log = logging.getLogger(__name__)
+PLURAL = "cryptopipelines"
+COMPONENT = "cryptopipe-operator"
+
+
+@dataclass
+class State:
+    kube: Kube
+    config: PlatformConfig
+    metrics: Metrics
+    started: threading.Event = field(default_factory=threading.Event)
+    pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)  # uid -> latest body
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def lock(self, uid: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(uid, threading.Lock())
+
+    def remember(self, body: Mapping[str, Any]) -> None:
+        with self._guard:
+            self.pipelines[body["metadata"]["uid"]] = dict(body)
+
+    def forget(self, uid: str) -> None:
+        with self._guard:
+            self.pipelines.pop(uid, None)
+            self._locks.pop(uid, None)
+
+    def siblings(self, namespace: str) -> list[dict[str, Any]]:
+        with self._guard:
+            return [b for b in self.pipelines.values() if b["metadata"]["namespace"] == namespace]
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._guard:
+            return list(self.pipelines.values())
+
+
+def post_event(kube: Kube, body: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+    """A core/v1 Event about the pipeline (best effort: never fails a reconcile)."""
+    meta = body["metadata"]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": "CryptoPipeline",
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+        },
+        "type": kind,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "reportingInstance": COMPONENT,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+    try:
+        kube.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+    except Exception:
+        log.warning("could not post event %s for %s", reason, meta["name"])
+
+
+def reconcile_one(state: State, body: Mapping[str, Any]) -> None:
+    meta = body["metadata"]
+    if meta.get("deletionTimestamp"):
+        return
+    with state.lock(meta["uid"]):
+        # The newest body we know: a resync must not act on a stale copy.
+        latest = state.pipelines.get(meta["uid"], body)
+        started = time.monotonic()
+        writes_before = state.kube.writes()
+        outcome_name = "error"
+        try:
+            outcome = reconcile(
+                latest,
+                state.kube,
+                state.config,
+                emit=lambda kind, reason, message: post_event(
+                    state.kube, latest, kind, reason, message
+                ),
+                adopt=lambda objs, owner: kopf.adopt(objs, owner=cast(Any, dict(owner))),
+                siblings=state.siblings(meta["namespace"]),
+            )
+            if outcome.status_written:
+                with state._guard:
+                    if meta["uid"] in state.pipelines:
+                        state.pipelines[meta["uid"]]["status"] = outcome.status
+            outcome_name = "changed" if outcome.applied or outcome.deleted else "unchanged"
+            if outcome.applied or outcome.deleted or outcome.status_written:
+                log.info(
+                    "reconciled %s/%s: phase %s, applied %s, deleted %s, status %s",
+                    meta["namespace"], meta["name"], outcome.phase, outcome.applied,
+                    outcome.deleted, "written" if outcome.status_written else "unchanged",
+                )  # fmt: skip
+        except ApiError as error:
+            if error.status == 404 or error.terminating:  # it is going away
+                outcome_name = "gone"
+                return
+            log.error("reconcile of %s/%s failed: %s", meta["namespace"], meta["name"], error)
+        except Exception:
+            log.exception("reconcile of %s/%s failed", meta["namespace"], meta["name"])
+        finally:
+            state.metrics.observe(
+                time.monotonic() - started, outcome_name, state.kube.writes() - writes_before
+            )
+
+
+def register(registry: kopf.OperatorRegistry, state: State) -> None:
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.peering.standalone = True  # the Lease (leader.py) keeps replicas apart
+        settings.scanning.disabled = True
+        settings.posting.enabled = False  # our own events, from reconcile
+        settings.execution.max_workers = 8
+        settings.watching.server_timeout = 300
+        state.started.set()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        # The same credentials as our own client (in-cluster, or the given kubeconfig).
+        conf = state.kube.api.configuration
+        token = (conf.api_key or {}).get("authorization", "") or (conf.api_key or {}).get(
+            "BearerToken", ""
+        )
+        return kopf.ConnectionInfo(
+            server=conf.host,
+            ca_path=conf.ssl_ca_cert,
+            insecure=not conf.verify_ssl,
+            scheme="Bearer" if token else None,
+            token=token.removeprefix("Bearer ").strip() or None,
+            certificate_path=conf.cert_file,
+            private_key_path=conf.key_file,
+        )
+
+    @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
+    def on_pipeline(event: Mapping[str, Any], body: Any, **_: Any) -> None:
+        raw = dict(body)
+        if event.get("type") == "DELETED":
+            state.forget(raw["metadata"]["uid"])
+            return
+        state.remember(raw)
+        reconcile_one(state, raw)
+
+
+def resync_forever(state: State, stop: threading.Event, workers: int = 4) -> None:
+    """Reconcile every known pipeline each `resync_seconds` (restores drifted children)."""
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="resync") as pool:
+        while not stop.wait(state.config.resync_seconds):
+            if not state.started.is_set():
+                continue
+            futures = [pool.submit(reconcile_one, state, body) for body in state.snapshot()]
+            concurrent.futures.wait(futures)

@@ -1,0 +1,264 @@
+"""One reconcile of one pipeline: read children, put back what drifted, prune, write status.
+
+Idempotent and level-triggered: it compares what is with what should be and writes only the
+difference, so running it again at steady state reads but never writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptopipe_operator import children, drift, status
+from cryptopipe_operator.children import (
+    CHILD_KINDS,
+    DEPLOYMENT,
+    JOB,
+    POD,
+    SPARK_APPLICATION,
+    Kind,
+    dashboard,
+    predictor,
+    producer,
+)
+from cryptopipe_operator.children.common import MANAGED_BY, PIPELINE_LABEL, Pipeline
+from cryptopipe_operator.config import PlatformConfig
+from cryptopipe_operator.kube import ApiError, Kube
+from cryptopipe_schemas.spec import SpecError, parse_spec
+
+log = logging.getLogger(__name__)
+
+API_PATH = "/apis/cryptopipe.io/v1alpha1"
+REQUIRED_CRDS = {
+    "kafkatopics.kafka.strimzi.io": "Strimzi",
+    "kafkas.kafka.strimzi.io": "Strimzi",
+    "sparkapplications.sparkoperator.k8s.io": "the Kubeflow spark-operator",
+}
+Emit = Callable[[str, str, str], None]  # (type, reason, message) -> a Kubernetes Event
+
+
+@dataclass
+class Outcome:
+    applied: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    status_written: bool = False
+    phase: str = ""
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+def pipeline_path(namespace: str, name: str) -> str:
+    return f"{API_PATH}/namespaces/{namespace}/cryptopipelines/{name}"
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def symbol_conflicts(body: Mapping[str, Any], siblings: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Another pipeline in the namespace, created earlier, already handles this symbol."""
+    meta = body["metadata"]
+    symbol = body.get("spec", {}).get("symbol")
+    mine = (meta.get("creationTimestamp", ""), meta["name"])
+    for other in siblings:
+        theirs = (other["metadata"].get("creationTimestamp", ""), other["metadata"]["name"])
+        if (
+            other["metadata"]["name"] != meta["name"]
+            and other.get("spec", {}).get("symbol") == symbol
+            and theirs < mine
+        ):
+            return [
+                f"spec.symbol: {symbol} is already handled by CryptoPipeline "
+                f"{other['metadata']['name']} in this namespace (they would share its Kafka "
+                "topics); delete one of them or pick another symbol"
+            ]
+    return []
+
+
+def check_dependencies(kube: Kube, config: PlatformConfig) -> status.Dependencies:
+    missing: list[str] = []
+    crds = dict(REQUIRED_CRDS)
+    if config.kafka.mode != "strimzi":
+        crds = {k: v for k, v in crds.items() if "strimzi" not in k}
+    for crd, owner in crds.items():
+        if kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}") is None:
+            missing.append(f"CRD {crd} is not installed (install {owner})")
+    if config.kafka.mode == "strimzi" and not any("kafkas." in m for m in missing):
+        ns, name = config.kafka_namespace, config.kafka.cluster
+        kafka = kube.get(f"/apis/kafka.strimzi.io/v1/namespaces/{ns}/kafkas/{name}")
+        if kafka is None:
+            missing.append(f"Kafka cluster {ns}/{name} does not exist")
+        else:
+            ready = [
+                c
+                for c in kafka.get("status", {}).get("conditions", []) or []
+                if c.get("type") == "Ready"
+            ]
+            if not ready or ready[0].get("status") != "True":
+                detail = ready[0].get("message", "") if ready else "no Ready condition yet"
+                missing.append(f"Kafka cluster {ns}/{name} is not ready: {detail}".rstrip(": "))
+    return status.Dependencies(tuple(missing))
+
+
+_METRIC = re.compile(
+    r'^cryptopipe_producer_last_event_timestamp_seconds\{[^}]*symbol="(?P<symbol>[^"]+)"[^}]*\}'
+    r"\s+(?P<value>\S+)",
+    re.MULTILINE,
+)
+
+
+def newest_trade_age(metrics_text: str, symbol: str, at: float) -> float | None:
+    """Age in seconds of the newest trade the producer's metrics report for `symbol`."""
+    for match in _METRIC.finditer(metrics_text):
+        if match.group("symbol").upper() == symbol.upper():
+            value = float(match.group("value"))
+            return max(0.0, at - value) if value > 0 else None
+    return None
+
+
+def _freshness(
+    kube: Kube, pipeline: Pipeline, config: PlatformConfig, producer_ready: bool
+) -> tuple[float | None, str]:
+    if not config.freshness.enabled:
+        return None, "data freshness checks are turned off in the operator's configuration"
+    if not producer_ready:
+        return None, "the producer is not available"
+    service = producer.metrics_service_name(pipeline)
+    path = f"/api/v1/namespaces/{pipeline.namespace}/services/{service}:metrics/proxy/metrics"
+    try:
+        text = kube.request("GET", path, timeout=config.freshness.timeout_seconds, raw=True)
+    except Exception as error:
+        return None, f"could not read the producer's metrics: {error}"[:300]
+    age = newest_trade_age(text, pipeline.spec.symbol, time.time())
+    if age is None:
+        return None, "the producer has not published a trade yet"
+    return age, ""
+
+
+def _controlled_by(obj: Mapping[str, Any], uid: str) -> bool:
+    return any(
+        ref.get("uid") == uid and ref.get("controller")
+        for ref in obj.get("metadata", {}).get("ownerReferences", []) or []
+    )
+
+
+def _job_finished(obj: Mapping[str, Any]) -> bool:
+    return any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+        for c in obj.get("status", {}).get("conditions", []) or []
+    )
+
+
+def reconcile(
+    body: Mapping[str, Any],
+    kube: Kube,
+    config: PlatformConfig,
+    emit: Emit,
+    adopt: Callable[[list[dict[str, Any]], Mapping[str, Any]], None],
+    siblings: Sequence[Mapping[str, Any]] = (),
+) -> Outcome:
+    meta = body["metadata"]
+    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
+    generation = int(meta.get("generation", 1))
+    outcome = Outcome()
+    current = body.get("status") or {}
+
+    def write_status(new: dict[str, Any]) -> None:
+        outcome.phase = new["phase"]
+        outcome.status = new
+        if status.status_changed(new, current):
+            kube.patch_status(pipeline_path(namespace, name), new)
+            outcome.status_written = True
+
+    problems: list[str] = []
+    try:
+        spec = parse_spec(body.get("spec") or {})
+    except SpecError as error:
+        problems = [f"spec.{problem}" for problem in error.problems]
+    problems += symbol_conflicts(body, siblings)
+    if problems:
+        obs = status.Observed(generation, False, False, invalid=tuple(problems))
+        new = status.compute(obs, current, now())
+        if status.status_changed(new, current):
+            emit("Warning", "InvalidSpec", "; ".join(problems))
+        write_status(new)
+        return outcome
+
+    pipeline = Pipeline(name, namespace, spec)
+    deps = check_dependencies(kube, config)
+    selector = f"{PIPELINE_LABEL}={name},app.kubernetes.io/managed-by={MANAGED_BY}"
+    live: dict[tuple[str, str], dict[str, Any]] = {}
+    if deps.ready:
+        for kind in CHILD_KINDS:
+            for obj in kube.list(kind.path(namespace), selector):
+                live[(kind.kind, obj["metadata"]["name"])] = obj
+        desired = children.desired(pipeline, config)
+        adopt(desired, body)
+        wanted = {(d["kind"], d["metadata"]["name"]) for d in desired}
+        for manifest in desired:
+            key = (manifest["kind"], manifest["metadata"]["name"])
+            have = live.get(key)
+            if have is not None and key[0] == JOB.kind and _job_finished(have):
+                continue  # a finished Job is history, not drift
+            paths = drift.drifted(manifest, have)
+            if not paths:
+                continue
+            kind = children.kind_of(manifest)
+            try:
+                live[key] = kube.apply(kind.path(namespace, key[1]), manifest)
+            except ApiError as error:
+                if not error.terminating:  # a namespace being deleted takes the pipeline too
+                    emit("Warning", "ApplyFailed", f"{key[0]} {key[1]}: {error.message}")
+                raise
+            verb = "Created" if have is None else "Restored"
+            outcome.applied.append(f"{key[0]}/{key[1]}")
+            emit("Normal", verb, f"{verb.lower()} {key[0]} {key[1]} ({', '.join(paths[:3])})")
+        for key, obj in list(live.items()):
+            if key not in wanted and _controlled_by(obj, uid):
+                kube.delete(children.BY_KIND[key[0]].path(namespace, key[1]))
+                del live[key]
+                outcome.deleted.append(f"{key[0]}/{key[1]}")
+                emit("Normal", "Deleted", f"deleted {key[0]} {key[1]}: no longer part of the spec")
+
+    def one(kind: Kind, child_name: str) -> dict[str, Any] | None:
+        return live.get((kind.kind, child_name))
+
+    jobs = [obj for (k, _), obj in live.items() if k == JOB.kind]
+    # Jobs the CronJob started carry our labels too (from its jobTemplate).
+    pods: list[dict[str, Any]] = []
+    if deps.ready and any(_job_finished(job) for job in jobs):
+        pods = kube.list(POD.path(namespace), f"{selector},app.kubernetes.io/component=trainer")
+    producer_obj = one(DEPLOYMENT, producer.name(pipeline))
+    producer_cond = status.conditions(
+        status.Observed(generation, spec.suspend, spec.dashboard.enabled, producer=producer_obj)
+    )[0][2]
+    age, note = (None, "dependencies are not ready")
+    if deps.ready:
+        age, note = _freshness(kube, pipeline, config, producer_cond.status == status.TRUE)
+    obs = status.Observed(
+        generation=generation,
+        suspend=spec.suspend,
+        dashboard_enabled=spec.dashboard.enabled,
+        producer=producer_obj,
+        spark_application=one(SPARK_APPLICATION, f"{name}-aggregator"),
+        training_jobs=jobs,
+        trainer_pods=pods,
+        predictor=one(DEPLOYMENT, predictor.name(pipeline)),
+        dashboard=one(DEPLOYMENT, dashboard.name(pipeline)),
+        dependencies=deps,
+        newest_trade_age=age,
+        freshness_note=note or "measured",
+        max_trade_age=float(config.freshness.max_age_seconds),
+    )
+    new = status.compute(obs, current, now())
+    old_phase = current.get("phase")
+    write_status(new)
+    if outcome.status_written and old_phase != new["phase"]:
+        ready = next(c for c in new["conditions"] if c["type"] == "Ready")
+        event_type = "Warning" if new["phase"] in ("Degraded", "Pending") else "Normal"
+        emit(event_type, new["phase"], ready["message"][:1000])
+    return outcome

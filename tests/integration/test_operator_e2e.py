@@ -1,0 +1,639 @@
+"""The operator end to end on the test bed's real API server, controllers and kwok.
+
+helm installs the chart (CRD, RBAC, ServiceAccount, Deployment pinned to the fake node); the
+upstream Strimzi and spark-operator CRDs come from their published artifacts; the operator runs
+here as a subprocess with the chart's ServiceAccount token (exactly the chart's RBAC). The test
+plays Strimzi and spark-operator by writing their status; kwok runs the pods.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cryptopipe_testbed import upstream_crds
+from cryptopipe_testbed.components.kube import (
+    FAKE_NODE_LABEL,
+    FAKE_NODE_TAINT,
+    service_account_kubeconfig,
+)
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "cryptopipe-operator"
+EXAMPLES = ROOT / "examples"
+TOLERATION = {
+    "key": FAKE_NODE_TAINT[0],
+    "operator": "Equal",
+    "value": FAKE_NODE_TAINT[1],
+    "effect": FAKE_NODE_TAINT[2],
+}
+SELECTOR = {FAKE_NODE_LABEL[0]: FAKE_NODE_LABEL[1]}
+
+
+class Kube:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [self.env["CRYPTOPIPE_KUBECTL"], f"--kubeconfig={self.env['KUBECONFIG']}", *args]
+        result = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=120, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args[:3])}: {result.stderr}")
+        return result
+
+    def get(self, *args: str) -> Any:
+        result = self.kubectl("get", *args, "-o", "json", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def apply(self, obj: dict[str, Any], namespace: str) -> subprocess.CompletedProcess[str]:
+        return self.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(obj), check=False)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def established(kube: Kube, crd: str) -> bool:
+    conditions = (kube.get("crd", crd) or {}).get("status", {}).get("conditions", [])
+    return any(x["type"] == "Established" and x["status"] == "True" for x in conditions)
+
+
+def writes_settle(operator: Any) -> bool:
+    before = operator.writes()
+    time.sleep(3)
+    return bool(operator.writes() == before)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Operator:
+    """The operator as a subprocess with the chart's ServiceAccount's kubeconfig."""
+
+    def __init__(
+        self, kubeconfig: Path, config: Path, release_ns: str, lease: str, log: Path
+    ) -> None:
+        self.argv = [
+            sys.executable,
+            "-m",
+            "cryptopipe_operator",
+            f"--kubeconfig={kubeconfig}",
+            f"--config={config}",
+            f"--operator-namespace={release_ns}",
+            f"--lease-name={lease}",
+            "--resync-seconds=2",
+            "--log-level=INFO",
+        ]
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        self.port = free_port()
+        handle = self.log.open("ab")
+        self.process = subprocess.Popen(
+            [*self.argv, f"--metrics-port={self.port}", f"--identity=test-{uuid.uuid4().hex[:6]}"],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for("operator metrics", lambda: self.metric("cryptopipe_operator_leader") == 1.0, 60)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def metrics(self) -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=3) as r:
+                return str(r.read().decode())
+        except OSError:
+            return ""
+
+    def metric(self, name: str) -> float | None:
+        match = re.search(rf"^{re.escape(name)} (\S+)$", self.metrics(), re.MULTILINE)
+        return float(match.group(1)) if match else None
+
+    def writes(self) -> float:
+        return self.metric("cryptopipe_operator_writes_total") or 0.0
+
+
+@pytest.fixture(scope="module")
+def kube(testbed: Any) -> Kube:
+    k = Kube(testbed.ensure("kube"))
+    for path in upstream_crds.crd_files():
+        k.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+    k.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        str(CHART / "crds" / "cryptopipelines.yaml"),
+    )
+    for crd in (
+        "kafkas.kafka.strimzi.io",
+        "kafkatopics.kafka.strimzi.io",
+        "sparkapplications.sparkoperator.k8s.io",
+        "cryptopipelines.cryptopipe.io",
+    ):
+        wait_for(
+            f"CRD {crd} Established",
+            functools.partial(established, k, crd),
+        )
+    return k
+
+
+@pytest.fixture(scope="module")
+def release(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    ns = f"cpo-e2e-{uuid.uuid4().hex[:6]}"
+    home = Path(f"/tmp/cryptopipe-operator-e2e/{ns}")
+    home.mkdir(parents=True)
+    values = {
+        "fullnameOverride": "cryptopipe-operator",
+        "tolerations": [TOLERATION],
+        "nodeSelector": SELECTOR,
+        "operator": {"resyncSeconds": 2},
+        "platform": {
+            "scheduling": {"tolerations": [TOLERATION], "nodeSelector": SELECTOR},
+            "freshness": {"enabled": False},
+        },
+    }
+    values_file = home / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    env = {
+        **os.environ,
+        "KUBECONFIG": kube.env["KUBECONFIG"],
+        "HELM_CACHE_HOME": str(home / "c"),
+        "HELM_CONFIG_HOME": str(home / "f"),
+        "HELM_DATA_HOME": str(home / "d"),
+    }
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            kube.env["CRYPTOPIPE_HELM"],
+            "install",
+            "cpo",
+            str(CHART),
+            "-n",
+            ns,
+            "--create-namespace",
+            "-f",
+            str(values_file),
+            "--wait",
+            "--timeout=120s",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    helm_seconds = time.monotonic() - started
+    config = home / "platform.yaml"
+    cm = kube.get("configmap", "cryptopipe-operator", "-n", ns)
+    config.write_text(cm["data"]["platform.yaml"])
+    kubeconfig = service_account_kubeconfig(ns, "cryptopipe-operator", home / "sa-kubeconfig.yaml")
+    operator = Operator(kubeconfig, config, ns, "cryptopipe-operator", home / "operator.log")
+    operator.start()
+    yield {
+        "ns": ns,
+        "operator": operator,
+        "helm_seconds": helm_seconds,
+        "log": home / "operator.log",
+    }
+    operator.stop()
+    subprocess.run(
+        [kube.env["CRYPTOPIPE_HELM"], "uninstall", "cpo", "-n", ns],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    ns = f"cpo-pl-{uuid.uuid4().hex[:6]}"
+    kube.kubectl("create", "namespace", ns)
+    yield ns
+    kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def example(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
+    return doc
+
+
+def condition(kube: Kube, ns: str, name: str, kind: str) -> dict[str, Any]:
+    cpl = kube.get("cpl", name, "-n", ns) or {}
+    for cond in cpl.get("status", {}).get("conditions", []):
+        if cond["type"] == kind:
+            return dict(cond)
+    return {}
+
+
+def is_ready(kube: Kube, ns: str, name: str) -> bool:
+    return condition(kube, ns, name, "Ready").get("status") == "True"
+
+
+def set_kafka_ready(kube: Kube, ns: str, ready: bool) -> None:
+    kafka = {
+        "apiVersion": "kafka.strimzi.io/v1",
+        "kind": "Kafka",
+        "metadata": {"name": "cryptopipe"},
+        "spec": {
+            "kafka": {
+                "listeners": [{"name": "plain", "port": 9092, "type": "internal", "tls": False}]
+            }
+        },
+    }
+    kube.apply(kafka, ns)
+    status = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True" if ready else "False",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ]
+        }
+    }
+    kube.kubectl(
+        "patch",
+        "kafka",
+        "cryptopipe",
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(status),
+    )
+
+
+def children_of(kube: Kube, ns: str, name: str) -> dict[tuple[str, str], dict[str, Any]]:
+    kinds = "configmaps,services,deployments,jobs,cronjobs,ingresses,kafkatopics,sparkapplications"
+    items = kube.get(kinds, "-n", ns, "-l", f"cryptopipe.io/pipeline={name}")["items"]
+    return {
+        (o["kind"], o["metadata"]["name"]): o
+        for o in items
+        if any(r.get("kind") == "CryptoPipeline" for r in o["metadata"].get("ownerReferences", []))
+    }
+
+
+def play_spark_and_trainer(kube: Kube, ns: str, name: str) -> None:
+    app = f"{name}-aggregator"
+    wait_for("SparkApplication", lambda: kube.get("sparkapplication", app, "-n", ns))
+    kube.kubectl(
+        "patch",
+        "sparkapplication",
+        app,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(
+            {
+                "status": {
+                    "applicationState": {"state": "RUNNING"},
+                    "sparkApplicationId": "spark-1",
+                    "driverInfo": {"podName": f"{app}-driver"},
+                }
+            }
+        ),
+    )
+
+    def trainer_pod() -> Any:
+        pods = kube.get(
+            "pods",
+            "-n",
+            ns,
+            "-l",
+            f"cryptopipe.io/pipeline={name},app.kubernetes.io/component=trainer",
+        )
+        done = [p for p in pods["items"] if p["status"].get("phase") == "Succeeded"]
+        return done[0] if done else None
+
+    pod = wait_for("the training pod to succeed (kwok)", trainer_pod)
+    result = {
+        "version": "20260101T000000Z",
+        "promoted": False,
+        "reason": "does not beat persistence: walk-forward MASE 1.0300",
+        "mase": 1.03,
+    }
+    statuses = pod["status"]["containerStatuses"]
+    statuses[0]["state"] = {
+        "terminated": {
+            "exitCode": 0,
+            "reason": "Completed",
+            "message": json.dumps(result),
+            "finishedAt": "2026-01-01T00:00:00Z",
+            "startedAt": "2026-01-01T00:00:00Z",
+        }
+    }
+    kube.kubectl(
+        "patch",
+        "pod",
+        pod["metadata"]["name"],
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"containerStatuses": statuses}}),
+    )
+
+
+def test_pipeline_end_to_end(kube: Kube, release: dict[str, Any], namespace: str) -> None:
+    ns, operator = namespace, release["operator"]
+    # 1. No Kafka yet: DependenciesReady says so, no children are created.
+    kafka_ns = release["ns"]
+    kube.kubectl("delete", "kafka", "cryptopipe", "-n", kafka_ns, "--ignore-not-found")
+    kube.apply(example("btcusdt"), ns)
+    deps = wait_for(
+        "DependenciesReady=False",
+        lambda: (
+            (c := condition(kube, ns, "btcusdt", "DependenciesReady")).get("status") == "False"
+            and c
+        ),
+    )
+    assert "Kafka cluster" in deps["message"] and "does not exist" in deps["message"]
+    assert children_of(kube, ns, "btcusdt") == {}
+    # 2. Strimzi says Kafka is ready: every child appears, owned by the pipeline.
+    set_kafka_ready(kube, kafka_ns, True)
+    kube.apply(example("ethusdt"), ns)
+    started = time.monotonic()
+    expected = {
+        ("ConfigMap", "btcusdt-config"),
+        ("Deployment", "btcusdt-producer"),
+        ("Service", "btcusdt-producer-metrics"),
+        ("SparkApplication", "btcusdt-aggregator"),
+        ("CronJob", "btcusdt-retrain"),
+        ("Deployment", "btcusdt-predictor"),
+        ("Deployment", "btcusdt-dashboard"),
+        ("Service", "btcusdt-dashboard"),
+        ("Ingress", "btcusdt-dashboard"),
+        ("KafkaTopic", "btcusdt-trades-btcusdt"),
+        ("KafkaTopic", "btcusdt-candles-1m-btcusdt"),
+        ("KafkaTopic", "btcusdt-forecasts-btcusdt"),
+    }
+    found = wait_for(
+        "every child",
+        lambda: (
+            expected <= set(children_of(kube, ns, "btcusdt")) and children_of(kube, ns, "btcusdt")
+        ),
+    )
+    print(f"children of btcusdt in {time.monotonic() - started:.1f}s")
+    cpl = kube.get("cpl", "btcusdt", "-n", ns)
+    for obj in found.values():
+        ref = obj["metadata"]["ownerReferences"][0]
+        assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == (
+            "CryptoPipeline",
+            "btcusdt",
+            cpl["metadata"]["uid"],
+            True,
+        )
+    assert any(k == "Job" and n.startswith("btcusdt-train-") for k, n in found)
+    # 3. kwok runs the pods, the test plays spark-operator and the trainer: Ready.
+    for name in ("btcusdt", "ethusdt"):
+        play_spark_and_trainer(kube, ns, name)
+    for name in ("btcusdt", "ethusdt"):
+        try:
+            wait_for(
+                f"{name} Ready",
+                functools.partial(is_ready, kube, ns, name),
+                90,
+            )
+        except AssertionError:
+            print(json.dumps(kube.get("cpl", name, "-n", ns).get("status"), indent=1))
+            raise
+    cpl = kube.get("cpl", "btcusdt", "-n", ns)
+    conds = {c["type"]: c for c in cpl["status"]["conditions"]}
+    assert cpl["status"]["phase"] == "Running"
+    assert cpl["status"]["observedGeneration"] == cpl["metadata"]["generation"]
+    assert (
+        conds["ModelPromoted"]["status"] == "False"
+        and conds["ModelPromoted"]["reason"] == "BelowBaseline"
+    )
+    assert conds["AggregatorRunning"]["reason"] == "Running"
+    assert all(c["lastTransitionTime"] and c["observedGeneration"] for c in conds.values())
+    table = kube.kubectl("get", "cpl", "-n", ns).stdout
+    header, *rows = table.strip().splitlines()
+    assert (
+        header.split()[:5] == ["NAME", "SYMBOL", "READY", "PHASE", "MODEL"]
+        and "LAST FORECAST" in header
+    )
+    assert rows[0].split()[:5] == ["btcusdt", "BTCUSDT", "True", "Running", "20260101T000000Z"]
+    events = kube.get("events", "-n", ns, "--field-selector", "involvedObject.name=btcusdt")[
+        "items"
+    ]
+    assert {"Created", "Running"} <= {e["reason"] for e in events}
+    # 4. Steady state: no writes at all.
+    time.sleep(3)
+    before = operator.writes()
+    time.sleep(8)
+    assert operator.writes() == before, "the operator wrote at steady state"
+    # 5. A child edited or deleted by hand comes back.
+    kube.kubectl("scale", "deployment", "btcusdt-producer", "-n", ns, "--replicas=3")
+    kube.kubectl("delete", "configmap", "btcusdt-config", "-n", ns)
+    wait_for("the ConfigMap restored", lambda: kube.get("configmap", "btcusdt-config", "-n", ns))
+    wait_for(
+        "producer back at 1 replica",
+        lambda: kube.get("deployment", "btcusdt-producer", "-n", ns)["spec"]["replicas"] == 1,
+    )
+    # 6. A spec change rolls only what it affects: the Sheets sink does not touch the producer.
+    producer_hash = kube.get("deployment", "btcusdt-producer", "-n", ns)["spec"]["template"][
+        "metadata"
+    ]["annotations"]
+    kube.kubectl(
+        "patch",
+        "cpl",
+        "btcusdt",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps(
+            {
+                "spec": {
+                    "sinks": {
+                        "sheets": {
+                            "enabled": True,
+                            "spreadsheetId": "s1",
+                            "secretRef": {"name": "key"},
+                        }
+                    }
+                }
+            }
+        ),
+    )
+    wait_for(
+        "new generation observed",
+        lambda: kube.get("cpl", "btcusdt", "-n", ns)["status"]["observedGeneration"] == 2,
+    )
+    assert (
+        kube.get("deployment", "btcusdt-producer", "-n", ns)["spec"]["template"]["metadata"][
+            "annotations"
+        ]
+        == producer_hash
+    )
+    # 7. Restart the operator: no duplicate child and no write.
+    uids = {k: o["metadata"]["uid"] for k, o in children_of(kube, ns, "btcusdt").items()}
+    wait_for("quiet", lambda: writes_settle(operator), 60)
+    operator.stop()
+    operator.start()
+    time.sleep(8)
+    assert operator.writes() == 0, "the restarted operator wrote"
+    assert {k: o["metadata"]["uid"] for k, o in children_of(kube, ns, "btcusdt").items()} == uids
+    # 8. Suspend: scaled to zero, the SparkApplication removed; resume brings it back.
+    kube.kubectl(
+        "patch", "cpl", "btcusdt", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":true}}'
+    )
+    wait_for(
+        "Suspended", lambda: kube.get("cpl", "btcusdt", "-n", ns)["status"]["phase"] == "Suspended"
+    )
+    wait_for(
+        "SparkApplication removed",
+        lambda: kube.get("sparkapplication", "btcusdt-aggregator", "-n", ns) is None,
+    )
+    assert kube.get("deployment", "btcusdt-producer", "-n", ns)["spec"]["replicas"] == 0
+    kube.kubectl(
+        "patch", "cpl", "btcusdt", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":false}}'
+    )
+    wait_for(
+        "SparkApplication back",
+        lambda: kube.get("sparkapplication", "btcusdt-aggregator", "-n", ns),
+    )
+    # 9. Deleting the pipeline: the garbage collector removes its children.
+    kube.kubectl("delete", "cpl", "btcusdt", "-n", ns)
+    wait_for("children collected", lambda: children_of(kube, ns, "btcusdt") == {}, 120)
+    assert kube.get("deployment", "ethusdt-producer", "-n", ns)
+
+
+INVALID = [
+    ({"symbol": "btc"}, "spec.symbol"),
+    ({"symbol": "BTCUSDT", "intervals": ["1m", "1m"]}, "Duplicate value"),
+    (
+        {"symbol": "BTCUSDT", "intervals": ["1m"], "model": {"interval": "1h"}},
+        "model.interval must be one of the aggregated intervals",
+    ),
+    (
+        {"symbol": "BTCUSDT", "model": {"horizon": 60, "lookback": 48}},
+        "model.horizon must be smaller than model.lookback",
+    ),
+    (
+        {"symbol": "BTCUSDT", "sinks": {"sheets": {"enabled": True}}},
+        "an enabled Sheets sink needs spreadsheetId and secretRef",
+    ),
+    ({"symbol": "BTCUSDT", "source": {"kind": "kraken"}}, "spec.source.kind"),
+    ({"symbol": "BTCUSDT", "watermark": "soon"}, "spec.watermark"),
+    ({"symbol": "BTCUSDT", "model": {"schedule": "daily"}}, "spec.model.schedule"),
+    (
+        {"symbol": "BTCUSDT", "resources": {"producer": {"cpu": "lots"}}},
+        "spec.resources.producer.cpu",
+    ),
+    ({"symbol": "BTCUSDT", "sinks": {"kafka": {"partitions": 0}}}, "spec.sinks.kafka.partitions"),
+    ({}, "spec.symbol: Required value"),
+]
+
+
+def test_invalid_pipelines_are_refused_with_clear_messages(
+    kube: Kube, release: dict[str, Any], namespace: str
+) -> None:
+    for index, (spec, message) in enumerate(INVALID):
+        doc = {
+            "apiVersion": "cryptopipe.io/v1alpha1",
+            "kind": "CryptoPipeline",
+            "metadata": {"name": f"bad-{index}"},
+            "spec": spec,
+        }
+        result = kube.apply(doc, namespace)
+        assert result.returncode != 0, f"{spec} was accepted"
+        assert message in result.stderr, f"{spec}: {result.stderr}"
+    kube.apply(example("btcusdt"), namespace)
+    refused = kube.kubectl(
+        "patch",
+        "cpl",
+        "btcusdt",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"symbol":"ETHUSDT"}}',
+        check=False,
+    )
+    assert refused.returncode != 0 and "symbol cannot change after creation" in refused.stderr
+    # What the CRD cannot say: a second pipeline for the same symbol -> InvalidSpec.
+    time.sleep(1.5)
+    kube.apply(example("minimal"), namespace)
+    ready = wait_for(
+        "InvalidSpec",
+        lambda: (
+            (c := condition(kube, namespace, "minimal", "Ready")).get("reason") == "InvalidSpec"
+            and c
+        ),
+    )
+    assert "already handled by CryptoPipeline btcusdt" in ready["message"]
+    assert kube.get("cpl", "minimal", "-n", namespace)["status"]["phase"] == "Invalid"
+    assert kube.get("deployment", "minimal-producer", "-n", namespace) is None
+
+
+def test_chart_rbac_is_least_privilege(kube: Kube, release: dict[str, Any]) -> None:
+    sa = f"system:serviceaccount:{release['ns']}:cryptopipe-operator"
+
+    def can(*args: str) -> bool:
+        return (
+            kube.kubectl("auth", "can-i", *args, f"--as={sa}", check=False).stdout.strip() == "yes"
+        )
+
+    assert can("patch", "deployments.apps", "-n", "default")
+    assert can("patch", "cryptopipelines.cryptopipe.io", "--subresource=status", "-n", "default")
+    assert not can("update", "cryptopipelines.cryptopipe.io", "-n", "default")
+    assert not can("get", "secrets", "-n", "default")
+    assert not can("delete", "customresourcedefinitions.apiextensions.k8s.io")
+    assert not can("get", "customresourcedefinitions.apiextensions.k8s.io/widgets.example.org")
+    assert can(
+        "get",
+        "customresourcedefinitions.apiextensions.k8s.io/sparkapplications.sparkoperator.k8s.io",
+    )
+    assert not can("create", "pods", "-n", "default")
+    assert can("update", "leases.coordination.k8s.io/cryptopipe-operator", "-n", release["ns"])
+    assert not can("update", "leases.coordination.k8s.io/other", "-n", release["ns"])

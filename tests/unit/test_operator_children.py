@@ -1,0 +1,232 @@
+"""The builders' meaning: names, owners, labels, images, arguments, resources, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cryptopipe_operator import children
+from cryptopipe_operator.children import aggregator, configmap, kafka_topics, training
+from cryptopipe_operator.children.common import CONFIG_HASH, Pipeline
+from cryptopipe_operator.config import config_from_mapping
+from cryptopipe_schemas.spec import load_spec_file, parse_spec, spec_from_document, to_mapping
+
+pytestmark = pytest.mark.unit
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+CONFIG = config_from_mapping(
+    {
+        "images": {
+            "producer": "reg/producer:1",
+            "spark": "reg/spark:1",
+            "trainer": "reg/trainer:1",
+            "dashboard": "reg/dashboard:1",
+        },
+        "kafka": {"bootstrapServers": "kafka:9092", "cluster": "main"},
+        "storage": {"hdfsUrl": "hdfs://nn:8020"},
+        "scheduling": {
+            "nodeSelector": {"type": "kwok"},
+            "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists"}],
+        },
+    }
+)
+
+
+def pipeline(spec: dict[str, Any] | None = None, name: str = "btc") -> Pipeline:
+    return Pipeline(name, "team", parse_spec({"symbol": "BTCUSDT", **(spec or {})}))
+
+
+def by_kind(objs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for obj in objs:
+        out.setdefault(obj["kind"], []).append(obj)
+    return out
+
+
+def pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    if obj["kind"] == "Deployment" or obj["kind"] == "Job":
+        return [obj["spec"]["template"]["spec"]]
+    if obj["kind"] == "CronJob":
+        return [obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]]
+    return []
+
+
+def test_every_child_is_labelled_namespaced_and_named_after_the_pipeline() -> None:
+    for obj in children.desired(pipeline(), CONFIG):
+        meta = obj["metadata"]
+        assert meta["namespace"] == "team"
+        assert meta["name"].startswith("btc-")
+        assert meta["labels"]["cryptopipe.io/pipeline"] == "btc"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "cryptopipe-operator"
+        assert meta["labels"]["app.kubernetes.io/instance"] == "btc"
+        assert "ownerReferences" not in meta  # the handler adopts; builders stay pure
+
+
+def test_pods_mount_the_rendered_spec_and_use_the_platform_images_and_scheduling() -> None:
+    objs = by_kind(children.desired(pipeline(), CONFIG))
+    images = {
+        c["name"]: c["image"]
+        for obj in objs["Deployment"] + objs["Job"] + objs["CronJob"]
+        for spec in pod_specs(obj)
+        for c in spec["containers"]
+    }
+    assert images == {
+        "producer": "reg/producer:1",
+        "predictor": "reg/trainer:1",
+        "trainer": "reg/trainer:1",
+        "dashboard": "reg/dashboard:1",
+    }
+    for obj in objs["Deployment"] + objs["Job"] + objs["CronJob"]:
+        for spec in pod_specs(obj):
+            assert spec["nodeSelector"] == {"type": "kwok"}
+            assert spec["tolerations"][0]["key"] == "kwok.x-k8s.io/node"
+            assert spec["volumes"] == [{"name": "pipeline", "configMap": {"name": "btc-config"}}]
+            container = spec["containers"][0]
+            assert "--spec" in container["args"] or "--spec" in container["args"][6:]
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert spec["securityContext"]["runAsNonRoot"] is True
+
+
+def test_configmap_round_trips_through_the_jobs_spec_loader(tmp_path: Path) -> None:
+    p = pipeline({"intervals": ["1m", "1h"], "sinks": {"hdfs": {"path": "/data"}}})
+    cm = configmap.build(p, CONFIG)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(cm["data"]["pipeline.yaml"])
+    assert load_spec_file(str(path)) == p.spec
+    assert yaml.safe_load(cm["data"]["platform.yaml"])["kafkaBootstrapServers"] == "kafka:9092"
+
+
+def test_producer_arguments_probes_resources_and_single_instance() -> None:
+    p = pipeline({"resources": {"producer": {"cpu": "300m", "memory": "384Mi"}}})
+    deployment = by_kind(children.desired(p, CONFIG))["Deployment"][0]
+    assert deployment["metadata"]["name"] == "btc-producer"
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["cryptopipe-producer"]
+    args = container["args"]
+    assert args[args.index("--spec") + 1] == "/etc/cryptopipe/pipeline.yaml"
+    assert args[args.index("--bootstrap-servers") + 1] == "kafka:9092"
+    assert container["resources"] == {
+        "requests": {"cpu": "300m", "memory": "384Mi"},
+        "limits": {"memory": "384Mi"},
+    }
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    service = next(
+        o for o in children.desired(p, CONFIG) if o["metadata"]["name"] == "btc-producer-metrics"
+    )
+    assert service["spec"]["ports"][0]["port"] == 9108
+    assert (
+        service["spec"]["selector"].items()
+        <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+def test_kafka_topics_follow_the_topic_contract() -> None:
+    objs = kafka_topics.build(
+        pipeline(
+            {
+                "intervals": ["1m", "5m"],
+                "model": {"interval": "5m"},
+                "sinks": {"kafka": {"partitions": 3}},
+            }
+        ),
+        CONFIG,
+    )
+    assert {o["spec"]["topicName"] for o in objs} == {
+        "trades.btcusdt",
+        "candles.1m.btcusdt",
+        "candles.5m.btcusdt",
+        "forecasts.btcusdt",
+    }
+    assert all(o["metadata"]["labels"]["strimzi.io/cluster"] == "main" for o in objs)
+    assert all(o["spec"]["partitions"] == 3 for o in objs)
+    external = config_from_mapping({"kafka": {"mode": "external"}})
+    assert kafka_topics.build(pipeline(), external) == []
+
+
+def test_spark_application_checkpoints_on_hdfs_by_identity_not_by_spec() -> None:
+    p = pipeline()
+    app = aggregator.build(p, CONFIG)
+    assert app["apiVersion"] == "sparkoperator.k8s.io/v1beta2"
+    location = "hdfs://nn:8020/cryptopipe/checkpoints/team/btc"
+    assert app["spec"]["sparkConf"]["spark.sql.streaming.checkpointLocation"] == location
+    args = app["spec"]["arguments"]
+    assert args[args.index("--checkpoint") + 1] == location
+    assert app["spec"]["driver"]["memory"] == "1024m"  # 1Gi in Spark's notation
+    assert app["spec"]["driver"]["coreRequest"] == "500m"
+    assert app["spec"]["driver"]["cores"] == 1
+    changed = aggregator.build(pipeline({"watermark": "1m"}), CONFIG)
+    assert changed["spec"]["sparkConf"]["spark.sql.streaming.checkpointLocation"] == location
+    assert aggregator.spark_memory("512Mi") == "512m"
+    assert aggregator.spark_cores("2500m") == 3
+
+
+def test_a_sheets_change_rolls_only_the_aggregator() -> None:
+    before = pipeline()
+    after = pipeline(
+        {"sinks": {"sheets": {"enabled": True, "spreadsheetId": "x", "secretRef": {"name": "key"}}}}
+    )
+
+    def hashes(p: Pipeline) -> dict[str, str]:
+        out = {}
+        for obj in children.desired(p, CONFIG):
+            if obj["kind"] == "Deployment":
+                out[obj["metadata"]["name"]] = obj["spec"]["template"]["metadata"]["annotations"][
+                    CONFIG_HASH
+                ]
+            if obj["kind"] == "SparkApplication":
+                out[obj["metadata"]["name"]] = obj["metadata"]["annotations"][CONFIG_HASH]
+        return out
+
+    old, new = hashes(before), hashes(after)
+    assert [name for name in old if old[name] != new[name]] == ["btc-aggregator"]
+    assert training.job_name(before) == training.job_name(after)
+
+
+def test_model_change_starts_a_new_training_job_and_keeps_the_schedule() -> None:
+    before, after = pipeline(), pipeline({"model": {"units": 64, "schedule": "0 1 * * *"}})
+    assert training.job_name(before) != training.job_name(after)
+    cron = training.build_cronjob(after, CONFIG)
+    assert cron["spec"]["schedule"] == "0 1 * * *"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job = training.build_job(after, CONFIG)
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--registry") + 1] == "hdfs://nn:8020/cryptopipe/models/team/btc"
+
+
+def test_suspend_scales_to_zero_and_drops_only_the_spark_application() -> None:
+    running = by_kind(children.desired(pipeline(), CONFIG))
+    suspended = by_kind(children.desired(pipeline({"suspend": True}), CONFIG))
+    assert "SparkApplication" in running and "SparkApplication" not in suspended
+    assert all(d["spec"]["replicas"] == 0 for d in suspended["Deployment"])
+    assert all(d["spec"]["replicas"] == 1 for d in running["Deployment"])
+    assert suspended["CronJob"][0]["spec"]["suspend"] is True
+    assert suspended["Job"][0]["spec"]["suspend"] is True
+    assert len(suspended["KafkaTopic"]) == len(running["KafkaTopic"])  # data stays
+
+
+def test_dashboard_children_follow_the_spec() -> None:
+    with_host = by_kind(
+        children.desired(pipeline({"dashboard": {"host": "btc.example.org"}}), CONFIG)
+    )
+    ingress = with_host["Ingress"][0]
+    assert ingress["spec"]["rules"][0]["host"] == "btc.example.org"
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == "btc-dashboard"
+    assert "Ingress" not in by_kind(children.desired(pipeline(), CONFIG))
+    disabled = children.desired(pipeline({"dashboard": {"enabled": False}}), CONFIG)
+    assert not [o for o in disabled if "dashboard" in o["metadata"]["name"]]
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_builds(example: Path) -> None:
+    document = yaml.safe_load(example.read_text())
+    spec = spec_from_document(document)
+    objs = children.desired(Pipeline(document["metadata"]["name"], "ns", spec), CONFIG)
+    names = [(o["kind"], o["metadata"]["name"]) for o in objs]
+    assert len(names) == len(set(names))
+    assert to_mapping(spec)["symbol"] == document["spec"]["symbol"]
