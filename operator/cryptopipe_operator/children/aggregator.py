@@ -68,7 +68,7 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
         "--bootstrap-servers", config.kafka.bootstrap_servers,
         "--checkpoint", checkpoint_location(pipeline, config),
         "--hdfs-url", config.storage.hdfs_url,
-        "--hive-metastore", config.storage.hive_metastore_uri,
+        "--metastore-uri", config.storage.hive_metastore_uri,
     ]  # fmt: skip
 
 
