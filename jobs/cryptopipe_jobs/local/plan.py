@@ -101,6 +101,17 @@ def producer(options: Options, endpoints: Endpoints) -> Stage:
     return Stage("producer", argv)
 
 
+def hive_ddl(options: Options, endpoints: Endpoints, symbol: str) -> Stage:
+    argv = [
+        *_cli("cryptopipe_jobs.sinks.hive_ddl"),
+        "--spec", str(spec_path(options, symbol)),
+        "--metastore-uri", endpoints.metastore_uri,
+        "--hdfs-url", endpoints.hdfs_url,
+        "--ddl-dir", str(options.repo / "hive"),
+    ]  # fmt: skip
+    return Stage(f"hive tables {symbol}", argv)
+
+
 def aggregator(options: Options, endpoints: Endpoints) -> Stage:
     argv = [
         *_cli("cryptopipe_jobs.aggregate.main"),
@@ -139,6 +150,8 @@ def predictor(options: Options, endpoints: Endpoints, symbol: str) -> Stage:
         "--bootstrap-servers", endpoints.kafka_bootstrap,
         "--registry", str(registry_path(options, symbol)),
         "--poll-seconds", "10",
+        # Forecast the newest candles at once, not only those that arrive later: a replay ends.
+        "--backfill", "200",
     ]  # fmt: skip
     return Stage(f"predictor {symbol}", argv)
 

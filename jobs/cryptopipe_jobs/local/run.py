@@ -190,6 +190,8 @@ def run(options: plan.Options, until_first_forecast: bool) -> int:
         )
         supervisor.start(plan.producer(options, endpoints), env)
         say("stage 3/6: Spark aggregation into HDFS, Hive and the candles topic")
+        for name in options.symbols:
+            run_to_end(supervisor, plan.hive_ddl(options, endpoints, name), env)
         supervisor.start(plan.aggregator(options, endpoints), env)
         total = expected_trades(options)
         trades_topic = topics.trades(symbol)
@@ -204,12 +206,7 @@ def run(options: plan.Options, until_first_forecast: bool) -> int:
         say("stage 4/6: training a small LSTM and its baselines")
         for name in options.symbols:
             trainer = plan.trainer(options, endpoints, name)
-            proc = supervisor.start(trainer, env)
-            while proc.poll() is None:
-                supervisor.check({"producer", trainer.name})
-                time.sleep(1)
-            if proc.returncode != 0:
-                raise StageFailed(f"training failed:\n{supervisor.tail(trainer.name)}")
+            run_to_end(supervisor, trainer, env)
             say("  " + supervisor.tail(trainer.name, 4).replace("\n", "\n  "))
         say("stage 5/6: predictor")
         for name in options.symbols:
@@ -245,6 +242,17 @@ def run(options: plan.Options, until_first_forecast: bool) -> int:
         if started_here:
             testbed(options.repo, "down", *reversed(started_here))
             say(f"stopped {', '.join(started_here)}")
+
+
+def run_to_end(supervisor: Supervisor, stage: plan.Stage, env: dict[str, str]) -> None:
+    """A one-off stage (DDL, training), while the long-running ones are watched."""
+    proc = supervisor.start(stage, env)
+    while proc.poll() is None:
+        supervisor.check({"producer", stage.name})
+        time.sleep(1)
+    if proc.returncode != 0:
+        raise StageFailed(f"{stage.name} failed:\n{supervisor.tail(stage.name)}")
+    supervisor.started.remove((stage.name, proc))
 
 
 def _wait_http(

@@ -56,6 +56,7 @@ class PredictOptions:
     webhdfs_url: str | None = None
     group_id: str | None = None
     history: int = 500
+    backfill: int = 0
     poll_seconds: float = 30.0
     schema_registry_url: str | None = None
 
@@ -94,16 +95,17 @@ def _partitions(consumer: KafkaConsumer, topic: str, stop: threading.Event) -> l
 
 
 def seek_for_warmup(
-    consumer: KafkaConsumer, partitions: list[TopicPartition], warm: int
+    consumer: KafkaConsumer, partitions: list[TopicPartition], warm: int, backfill: int = 0
 ) -> dict[TopicPartition, int]:
-    """Seek each partition `warm` records before its resume point (the committed offset, or the
-    end for a new group); return the resume points: forecasts start there."""
+    """Seek each partition `warm` records before its resume point (the committed offset, or,
+    for a new group, `backfill` records before the end); return the resume points: forecasts
+    start there."""
     beginning = consumer.beginning_offsets(partitions)
     end = consumer.end_offsets(partitions)
     resume: dict[TopicPartition, int] = {}
     for tp in partitions:
         committed = consumer.committed(tp)
-        resume[tp] = committed if committed is not None else end[tp]
+        resume[tp] = committed if committed is not None else max(beginning[tp], end[tp] - backfill)
         consumer.seek(tp, max(beginning[tp], resume[tp] - warm))
     return resume
 
@@ -193,7 +195,9 @@ def run(options: PredictOptions, stop: threading.Event) -> None:
             TopicPartition(candles_topic, p) for p in _partitions(consumer, candles_topic, stop)
         ]
         consumer.assign(partitions)
-        resume = seek_for_warmup(consumer, partitions, 2 * forecaster.history.capacity)
+        resume = seek_for_warmup(
+            consumer, partitions, 2 * forecaster.history.capacity, options.backfill
+        )
         log.info(
             "predictor ready",
             extra={"candles": candles_topic, "forecasts": forecasts_topic, "group": options.group},
@@ -255,6 +259,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--hdfs-url", help="default file system, e.g. hdfs://nn:8020 (unused)")
     parser.add_argument("--group-id", help="consumer group (default cryptopipe-predict-<symbol>)")
     parser.add_argument("--history", type=int, default=500, help="candles kept (at least)")
+    parser.add_argument(
+        "--backfill",
+        type=int,
+        default=0,
+        help="a new consumer group also forecasts from this many of the newest candles "
+        "(default 0: only from candles that arrive after it starts)",
+    )
     parser.add_argument("--poll-seconds", type=float, default=30.0, help="registry poll period")
     parser.add_argument("--schema-registry-url", help="use the ids of this schema registry")
     parser.add_argument("--log-level", default="INFO")
@@ -278,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         webhdfs_url=args.webhdfs_url,
         group_id=args.group_id,
         history=args.history,
+        backfill=max(0, args.backfill),
         poll_seconds=args.poll_seconds,
         schema_registry_url=args.schema_registry_url,
     )
