@@ -136,3 +136,21 @@ def test_durations() -> None:
     assert spark_delay("30s") == "30000 milliseconds"
     with pytest.raises(ValueError, match="not a duration"):
         to_millis("0s")
+
+
+def test_candles_reach_kafka_in_window_order_per_key(local_spark: SparkSession) -> None:
+    from cryptopipe_jobs.sinks.kafka_candles import in_time_order
+
+    rows = [("BTCUSDT", "1h", at(3600 * i)) for i in (5, 1, 4, 0, 3, 2)]
+    rows += [("ETHUSDT", "1h", at(3600 * i)) for i in (2, 0, 1)]
+    frame = local_spark.createDataFrame(
+        rows, "symbol STRING, interval STRING, window_start TIMESTAMP"
+    )
+    ordered = in_time_order(frame.repartition(3))
+    per_task = ordered.rdd.glom().collect()
+    for task in per_task:
+        for key in {(row.symbol, row.interval) for row in task}:
+            starts = [row.window_start for row in task if (row.symbol, row.interval) == key]
+            assert starts == sorted(starts)
+    assert sum(1 for task in per_task for row in task if row.symbol == "BTCUSDT") == 6
+    assert len([task for task in per_task if any(row.symbol == "BTCUSDT" for row in task)]) == 1

@@ -125,6 +125,8 @@ def aggregator(options: Options, endpoints: Endpoints) -> Stage:
         "--metastore-uri", endpoints.metastore_uri,
         "--jars", endpoints.spark_jars,
         "--metrics-port", str(AGGREGATOR_METRICS_PORT),
+        # One checkpoint per set of symbols: a streaming query cannot change its sources.
+        "--checkpoint", f"{endpoints.hdfs_url}/cryptopipe/_checkpoints/local-{'-'.join(sorted(options.symbols)).lower()}",
     ]  # fmt: skip
     return Stage("aggregator", argv)
 

@@ -40,9 +40,17 @@ def kafka_records(candles: DataFrame, ids: SchemaIds) -> DataFrame:
     )
 
 
+def in_time_order(candles: DataFrame) -> DataFrame:
+    """Each (symbol, interval) in one task, oldest window first: a key's records reach its
+    Kafka partition in window order, so a consumer's newest candle is the newest window."""
+    return candles.repartition("symbol", "interval").sortWithinPartitions(
+        "symbol", "interval", "window_start"
+    )
+
+
 def write_batch(candles: DataFrame, bootstrap_servers: str, ids: SchemaIds) -> None:
     (
-        kafka_records(candles, ids)
+        kafka_records(in_time_order(candles), ids)
         .write.format("kafka")
         .option("kafka.bootstrap.servers", bootstrap_servers)
         .option("kafka.acks", "all")
