@@ -112,6 +112,11 @@ def hive_ddl(options: Options, endpoints: Endpoints, symbol: str) -> Stage:
     return Stage(f"hive tables {symbol}", argv)
 
 
+def checkpoint(options: Options, endpoints: Endpoints) -> str:
+    symbols = "-".join(sorted(options.symbols)).lower()
+    return f"{endpoints.hdfs_url}/cryptopipe/_checkpoints/local-{symbols}"
+
+
 def aggregator(options: Options, endpoints: Endpoints) -> Stage:
     argv = [
         *_cli("cryptopipe_jobs.aggregate.main"),
@@ -126,7 +131,7 @@ def aggregator(options: Options, endpoints: Endpoints) -> Stage:
         "--jars", endpoints.spark_jars,
         "--metrics-port", str(AGGREGATOR_METRICS_PORT),
         # One checkpoint per set of symbols: a streaming query cannot change its sources.
-        "--checkpoint", f"{endpoints.hdfs_url}/cryptopipe/_checkpoints/local-{'-'.join(sorted(options.symbols)).lower()}",
+        "--checkpoint", checkpoint(options, endpoints),
     ]  # fmt: skip
     return Stage("aggregator", argv)
 
