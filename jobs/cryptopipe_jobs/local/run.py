@@ -80,6 +80,9 @@ class Supervisor:
                 raise StageFailed(f"{name} exited with {code}:\n{self.tail(name)}")
 
     def stop_all(self) -> None:
+        # A terminal's Ctrl-C reaches uv and us; a second one must not cut the shutdown short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for name, proc in reversed(self.started):
             if proc.poll() is None:
                 say(f"stopping {name}")
