@@ -96,31 +96,9 @@ PRINTER_COLUMNS = [
 ]
 
 
-MAX_STRING = 253
-MAX_ITEMS = 16
-
-
-def bounded(schema: dict[str, Any]) -> dict[str, Any]:
-    """Bounds on every string and list, so the CEL rules fit the API server's cost budget.
-
-    Without them kube-apiserver refuses the CRD ("estimated rule cost exceeds budget by factor
-    of more than 100x") because `intervals.exists(...)` could walk an unbounded list of
-    unbounded strings.
-    """
-    out = dict(schema)
-    if out.get("type") == "string" and "enum" not in out:
-        out.setdefault("maxLength", MAX_STRING)
-    if out.get("type") == "array":
-        out.setdefault("maxItems", MAX_ITEMS)
-        out["items"] = bounded(out["items"])
-    if "properties" in out:
-        out["properties"] = {k: bounded(v) for k, v in out["properties"].items()}
-    return out
-
-
 def crd_manifest() -> dict[str, Any]:
     names = crd_names()
-    spec = bounded(spec_schema())
+    spec = spec_schema()
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

@@ -17,6 +17,8 @@ from cryptopipe_schemas.spec import (
     API_GROUP,
     API_VERSION,
     KIND,
+    MAX_ITEMS,
+    MAX_STRING,
     CryptoPipelineSpec,
     camel,
     optional_inner,
@@ -82,7 +84,11 @@ def _field_schema(annotation: Any, metadata: Any, path: str) -> dict[str, Any]:
         items: dict[str, Any] = {"type": _SCALARS[item_type]}
         if "item_pattern" in metadata:
             items["pattern"] = metadata["item_pattern"]
-        schema.update(type="array", items=items, **{"x-kubernetes-list-type": "set"})
+        if item_type is str:
+            items["maxLength"] = MAX_STRING
+        schema.update(
+            type="array", items=items, maxItems=MAX_ITEMS, **{"x-kubernetes-list-type": "set"}
+        )
         if "min_items" in metadata:
             schema["minItems"] = metadata["min_items"]
         return schema
@@ -90,6 +96,8 @@ def _field_schema(annotation: Any, metadata: Any, path: str) -> dict[str, Any]:
         schema.update(type="string", enum=[member.value for member in kind])
         return schema
     schema["type"] = _SCALARS[kind]
+    if kind is str:
+        schema["maxLength"] = MAX_STRING
     for rule, key in (("pattern", "pattern"), ("minimum", "minimum"), ("maximum", "maximum")):
         if rule in metadata:
             schema[key] = metadata[rule]

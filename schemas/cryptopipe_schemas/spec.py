@@ -22,6 +22,10 @@ from cryptopipe_schemas.topics import INTERVAL_PATTERN, SYMBOL_PATTERN
 DURATION_PATTERN = r"^[1-9][0-9]*(ms|s|m|h)$"
 CRON_PATTERN = r"^(\S+\s+){4}\S+$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
+# Bounds on every string and list: the CRD carries them too, so that its CEL rules fit the API
+# server's cost budget (an unbounded list of unbounded strings makes `exists` too costly).
+MAX_STRING = 253
+MAX_ITEMS = 16
 DNS_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
@@ -212,6 +216,9 @@ def _scalar(
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         problems.append(f"{path}: must be {_TYPE_WORDS.get(kind, kind.__name__)}, not {value!r}")
         return None
+    if isinstance(value, str) and len(value) > MAX_STRING:
+        problems.append(f"{path}: is longer than {MAX_STRING} characters")
+        return None
     if "pattern" in rules and not re.match(rules["pattern"], str(value)):
         problems.append(f"{path}: {value!r} does not look right ({rules['doc'].rstrip('.')})")
     if "minimum" in rules and value < rules["minimum"]:
@@ -264,6 +271,8 @@ def _value(
             return None
         if len(value) < rules.get("min_items", 0):
             problems.append(f"{path}: needs at least {rules['min_items']} item(s)")
+        if len(value) > MAX_ITEMS:
+            problems.append(f"{path}: has more than {MAX_ITEMS} items")
         item_rules = {"doc": rules["doc"]}
         if "item_pattern" in rules:
             item_rules["pattern"] = rules["item_pattern"]

@@ -114,3 +114,12 @@ def test_default_lists_are_not_shared() -> None:
     first, second = CryptoPipelineSpec(symbol="BTCUSDT"), CryptoPipelineSpec(symbol="ETHUSDT")
     first.intervals.append("1d")
     assert second.intervals == ["1m", "5m", "1h"]
+
+
+def test_strings_and_lists_have_the_crds_bounds() -> None:
+    long_path = "/" + "x" * 300
+    problems = _problems({"symbol": "BTCUSDT", "sinks": {"hdfs": {"path": long_path}}})
+    assert problems == ["sinks.hdfs.path: is longer than 253 characters"]
+    many = [f"{minutes}m" for minutes in range(1, 18)]
+    problems = _problems({"symbol": "BTCUSDT", "intervals": [*many, "1h"]})
+    assert "intervals: has more than 16 items" in problems
