@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from cryptopipe_schemas.avro_schemas import SchemaName, schema_json
+
 # The order that decides open and close: event time, then trade id (never arrival order).
 _ORDERED = "ordered"
 
@@ -114,23 +116,5 @@ def candle_columns(interval_ms: Column, emitted_at: Column) -> list[Column]:
     ]
 
 
-CANDLE_FIELDS = (
-    "symbol",
-    "interval",
-    "window_start",
-    "window_end",
-    "open",
-    "high",
-    "low",
-    "close",
-    "base_volume",
-    "quote_volume",
-    "vwap",
-    "trade_count",
-    "taker_buy_volume",
-    "taker_sell_volume",
-    "realized_volatility",
-    "is_final",
-    "event_time",
-    "ingest_time",
-)
+# The Candle record's fields, in the schema's order (what the sinks write).
+CANDLE_FIELDS = tuple(field["name"] for field in schema_json(SchemaName.CANDLE)["fields"])
