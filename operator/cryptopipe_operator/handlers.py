@@ -100,7 +100,6 @@ def reconcile_one(state: State, body: Mapping[str, Any]) -> None:
         # The newest body we know: a resync must not act on a stale copy.
         latest = state.pipelines.get(meta["uid"], body)
         started = time.monotonic()
-        writes_before = state.kube.writes()
         outcome_name = "error"
         try:
             outcome = reconcile(
@@ -132,9 +131,7 @@ def reconcile_one(state: State, body: Mapping[str, Any]) -> None:
         except Exception:
             log.exception("reconcile of %s/%s failed", meta["namespace"], meta["name"])
         finally:
-            state.metrics.observe(
-                time.monotonic() - started, outcome_name, state.kube.writes() - writes_before
-            )
+            state.metrics.observe(time.monotonic() - started, outcome_name)
 
 
 def register(registry: kopf.OperatorRegistry, state: State) -> None:

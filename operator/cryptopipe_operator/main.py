@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kube = Kube(api_client)
     metrics = Metrics()
     metrics.requests = lambda: dict(kube.requests)
+    metrics.writes = kube.writes
     state = State(kube, config, metrics)
     stop = threading.Event()
     election = LeaderElection(kube, args.operator_namespace, args.lease_name, args.identity)

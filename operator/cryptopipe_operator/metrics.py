@@ -16,17 +16,18 @@ class Metrics:
         self._lock = threading.Lock()
         self.reconciles: defaultdict[str, int] = defaultdict(int)  # by outcome
         self.errors = 0
-        self.writes = 0
         self._buckets = [0] * len(BUCKETS)
         self._count = 0
         self._sum = 0.0
         self.requests: Callable[[], dict[str, int]] = dict
+        # Read from the API client at render time: reconciles run in parallel, so summing
+        # per-reconcile differences of a shared counter would count others' writes too.
+        self.writes: Callable[[], int] = lambda: 0
         self.leader = False
 
-    def observe(self, seconds: float, outcome: str, writes: int) -> None:
+    def observe(self, seconds: float, outcome: str) -> None:
         with self._lock:
             self.reconciles[outcome] += 1
-            self.writes += writes
             if outcome == "error":
                 self.errors += 1
             self._count += 1
@@ -49,7 +50,7 @@ class Metrics:
                 f"cryptopipe_operator_reconcile_errors_total {self.errors}",
                 "# HELP cryptopipe_operator_writes_total Writes to children and status.",
                 "# TYPE cryptopipe_operator_writes_total counter",
-                f"cryptopipe_operator_writes_total {self.writes}",
+                f"cryptopipe_operator_writes_total {self.writes()}",
                 "# HELP cryptopipe_operator_reconcile_duration_seconds Time per reconcile.",
                 "# TYPE cryptopipe_operator_reconcile_duration_seconds histogram",
             ]
