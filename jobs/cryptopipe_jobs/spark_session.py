@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class SparkSettings:
     app_name: str
-    master: str = "local[2]"
+    # None leaves the master to spark-submit (the SparkApplication on Kubernetes).
+    master: str | None = "local[2]"
     jars: Sequence[str] = ()
     default_fs: str | None = None
     hive_metastore_uri: str | None = None
@@ -26,14 +27,15 @@ class SparkSettings:
 def session_config(settings: SparkSettings) -> dict[str, str]:
     """The `spark.*` settings for a session; pure, so that it can be checked without a JVM."""
     config = {
-        "spark.master": settings.master,
         "spark.app.name": settings.app_name,
         "spark.driver.memory": settings.driver_memory,
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.enabled": "false",
     }
-    if settings.master.startswith("local"):
+    if settings.master is not None:
+        config["spark.master"] = settings.master
+    if settings.master is not None and settings.master.startswith("local"):
         # Otherwise Spark binds to the machine's external address.
         config["spark.driver.host"] = "127.0.0.1"
         config["spark.driver.bindAddress"] = "127.0.0.1"

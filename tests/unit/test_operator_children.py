@@ -12,30 +12,11 @@ from cryptopipe_operator import children
 from cryptopipe_operator.children import aggregator, configmap, kafka_topics, training
 from cryptopipe_operator.children.common import CONFIG_HASH, Pipeline
 from cryptopipe_operator.config import config_from_mapping
-from cryptopipe_schemas.spec import load_spec_file, parse_spec, spec_from_document, to_mapping
+from cryptopipe_schemas.spec import load_spec_file, spec_from_document, to_mapping
+from operator_support import CONFIG, pipeline
 
 pytestmark = pytest.mark.unit
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-CONFIG = config_from_mapping(
-    {
-        "images": {
-            "producer": "reg/producer:1",
-            "spark": "reg/spark:1",
-            "trainer": "reg/trainer:1",
-            "dashboard": "reg/dashboard:1",
-        },
-        "kafka": {"bootstrapServers": "kafka:9092", "cluster": "main"},
-        "storage": {"hdfsUrl": "hdfs://nn:8020"},
-        "scheduling": {
-            "nodeSelector": {"type": "kwok"},
-            "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists"}],
-        },
-    }
-)
-
-
-def pipeline(spec: dict[str, Any] | None = None, name: str = "btc") -> Pipeline:
-    return Pipeline(name, "team", parse_spec({"symbol": "BTCUSDT", **(spec or {})}))
 
 
 def by_kind(objs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

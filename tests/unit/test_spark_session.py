@@ -30,3 +30,9 @@ def test_hive_and_hdfs_settings_only_when_configured() -> None:
     assert config["spark.hadoop.fs.defaultFS"] == "hdfs://nn:8020"
     assert "spark.driver.bindAddress" not in config
     assert config["spark.sql.shuffle.partitions"] == "8"
+
+
+def test_no_master_leaves_it_to_spark_submit() -> None:
+    config = session_config(SparkSettings(app_name="t", master=None))
+    assert "spark.master" not in config
+    assert "spark.driver.bindAddress" not in config

@@ -52,7 +52,7 @@ class AggregateOptions:
     trigger_interval: str = "5 seconds"
     available_now: bool = False
     max_offsets_per_trigger: int | None = None
-    master: str = "local[2]"
+    master: str | None = "local[2]"
     jars: Sequence[str] = ()
     metrics_port: int = 0
     max_restarts: int = 3
@@ -252,7 +252,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--trigger-interval", default="5 seconds")
     parser.add_argument("--available-now", action="store_true", help="drain the topics, stop")
     parser.add_argument("--max-offsets-per-trigger", type=int)
-    parser.add_argument("--master", default="local[2]")
+    parser.add_argument(
+        "--master",
+        default="local[2]",
+        help="Spark master; 'submit' leaves it to spark-submit (as the SparkApplication does)",
+    )
     parser.add_argument("--jars", default="", help="comma-separated connector jars")
     parser.add_argument("--metrics-port", type=int, default=0, help="0 turns the endpoint off")
     parser.add_argument("--max-restarts", type=int, default=3, help="query restarts on failure")
@@ -281,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         trigger_interval=args.trigger_interval,
         available_now=args.available_now,
         max_offsets_per_trigger=args.max_offsets_per_trigger,
-        master=args.master,
+        master=None if args.master == "submit" else args.master,
         jars=[jar for jar in args.jars.split(",") if jar],
         metrics_port=args.metrics_port,
         max_restarts=args.max_restarts,

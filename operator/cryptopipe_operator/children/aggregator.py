@@ -69,6 +69,8 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
         "--checkpoint", checkpoint_location(pipeline, config),
         "--hdfs-url", config.storage.hdfs_url,
         "--metastore-uri", config.storage.hive_metastore_uri,
+        # spark-submit (driven by the spark-operator) sets the master: don't override it.
+        "--master", "submit",
     ]  # fmt: skip
 
 
