@@ -233,9 +233,17 @@ class Registry:
             self.storage.write(f"{folder}/extra/{name}", data)
         self.storage.write(f"{folder}/{MANIFEST}", record.to_json())
         if decision.promote:
-            pointer = {"version": version, "promoted_at": record.created_at}
-            self.storage.write(CURRENT, json.dumps(pointer, indent=2).encode())
+            self._point_current(version, record.created_at, decision.reason)
         return record
+
+    def promote(self, version: str, reason: str, now: datetime | None = None) -> None:
+        """Make a registered version current by hand (an operator's override of the gate)."""
+        self.record(version)  # it must exist
+        self._point_current(version, (now or datetime.now(UTC)).isoformat(), reason)
+
+    def _point_current(self, version: str, at: str, reason: str) -> None:
+        pointer = {"version": version, "promoted_at": at, "reason": reason}
+        self.storage.write(CURRENT, json.dumps(pointer, indent=2).encode())
 
     def record(self, version: str) -> VersionRecord:
         return VersionRecord.from_json(self.storage.read(f"versions/{version}/{MANIFEST}"))

@@ -33,7 +33,7 @@ from cryptopipe_jobs.train.sources import klines_to_frame
 from cryptopipe_model.baselines import all_baselines
 from cryptopipe_model.evaluate import walk_forward
 from cryptopipe_model.lstm import LstmModel
-from cryptopipe_model.registry import CURRENT, DataRange, LocalStorage, Registry
+from cryptopipe_model.registry import DataRange, LocalStorage, Registry
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.avro_schemas import SchemaName
 from cryptopipe_schemas.codec import decode, encode, encode_key
@@ -266,8 +266,7 @@ def test_predictor_end_to_end_with_hot_reload_and_restart(
         )
         record = registry.register(model.fit(train_frame), evaluation, DataRange.of(train_frame))
         # The gate decides on merit; promote by hand if it kept the version as a candidate.
-        pointer = {"version": record.version, "promoted_at": dt.datetime.now(dt.UTC).isoformat()}
-        registry.storage.write(CURRENT, json.dumps(pointer).encode())
+        registry.promote(record.version, "promoted by the test")
         label = f"lstm-{record.version}"
         predictor.wait_log(lambda e: e["message"] == "serving" and e.get("model") == label)
         second = candles[60:80]

@@ -113,6 +113,15 @@ def test_gate_keeps_a_losing_model_as_candidate_and_serving_falls_back(
     assert registry.versions() == ["v0001", "v0002", "v0003"]
     assert registry.serving_choice().name == "v0002"
 
+    # A person may override the gate; the pointer says so.
+    registry.promote("v0001", "promoted by hand for a comparison")
+    assert registry.serving_choice().name == "v0001"
+    assert json.loads(registry.storage.read("current.json"))["reason"].startswith(
+        "promoted by hand"
+    )
+    with pytest.raises(FileNotFoundError):
+        registry.promote("v0099", "no such version")
+
 
 def test_local_storage_is_atomic_and_confined(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
