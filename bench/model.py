@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from cryptopipe_jobs.predict.records import forecast_records
-from cryptopipe_jobs.predict.serving import Served, compiled, forecast_latest
+from cryptopipe_jobs.predict.serving import Served, forecast_latest
 from cryptopipe_jobs.train.sources import read_embedded
 from cryptopipe_model.baselines import all_baselines
 from cryptopipe_model.evaluate import REFERENCE, walk_forward
@@ -102,7 +102,7 @@ def main() -> None:
     )
 
     choice = ServingChoice("model", "bench", "benchmark")
-    served_lstm = Served(choice, "lstm-bench", spec.horizon, spec.coverage, compiled(predictor))
+    served_lstm = Served(choice, "lstm-bench", spec.horizon, spec.coverage, predictor)
     lstm_latency = latency_ms(served_lstm, frame, args.latency_runs)
     baseline = Served(
         ServingChoice("baseline", "ar", "benchmark"), "ar", spec.horizon, spec.coverage

@@ -159,6 +159,14 @@ class LstmPredictor:
     volume_window: int
     info: TrainingInfo
     name: str = "lstm"
+    # The network traced once into a graph: called eagerly, an LSTM runs its time loop op by
+    # op, about 50 times slower for one window (measured 280 ms against 5 ms on 2 cores).
+    _forward: Any = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        network = self.network
+        traced = tf.function(lambda x: network(x, training=False), reduce_retracing=True)
+        object.__setattr__(self, "_forward", traced)
 
     def min_history(self) -> int:
         return warmup(self.volume_window) + self.spec.lookback
@@ -167,7 +175,7 @@ class LstmPredictor:
         """Raw (unscaled) windows (n, lookback, f) -> cumulative log returns (n, horizon)."""
         scaled = self.feature_scaler.transform(x).astype(np.float32)
         outputs = [
-            np.asarray(self.network(scaled[i : i + PREDICT_BATCH], training=False))
+            np.asarray(self._forward(tf.convert_to_tensor(scaled[i : i + PREDICT_BATCH])))
             for i in range(0, len(scaled), PREDICT_BATCH)
         ]
         if not outputs:

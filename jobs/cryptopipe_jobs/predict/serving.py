@@ -8,12 +8,10 @@ at each forecast (cheap: closed-form rules); its intervals come from its residua
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from cryptopipe_model.baselines import make_baseline
 from cryptopipe_model.forecast import Forecast
@@ -40,31 +38,10 @@ class Served:
         return self.predictor.min_history() if self.predictor is not None else 0
 
 
-class GraphNetwork:
-    """The Keras network traced once into a TensorFlow graph. Called eagerly, an LSTM runs its
-    time loop op by op: about 100 times slower for one window (measured: 280 ms against 5 ms
-    on the shared 2-core machine), far over a per-candle latency budget."""
-
-    def __init__(self, network: Any) -> None:
-        self.network = network
-        self._call = tf.function(self._forward, reduce_retracing=True)
-
-    def _forward(self, x: Any) -> Any:
-        return self.network(x, training=False)
-
-    def __call__(self, x: Any, training: bool = False) -> Any:
-        return self._call(tf.convert_to_tensor(x))
-
-
-def compiled(predictor: LstmPredictor) -> LstmPredictor:
-    """The same predictor, its network called as a graph (see GraphNetwork)."""
-    return replace(predictor, network=GraphNetwork(predictor.network))
-
-
 def load(registry: Registry, choice: ServingChoice, spec: ModelSpec) -> Served:
     if choice.kind == "model":
         record = registry.record(choice.name)
-        predictor = compiled(registry.load(choice.name))
+        predictor = registry.load(choice.name)
         return Served(
             choice,
             f"{record.model_name}-{record.version}",
