@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from pyspark.sql.streaming.query import StreamingQuery
 from cryptopipe_jobs import logs
 from cryptopipe_jobs.aggregate import pipeline, trades
 from cryptopipe_jobs.aggregate.progress import AggregateMetrics, ProgressListener
+from cryptopipe_jobs.cli import refuse, stop_on_signals
 from cryptopipe_jobs.producer.kafka_sink import TopicSettings, ensure_topics
 from cryptopipe_jobs.sinks.batch_writer import BatchWriter, SinkTargets
 from cryptopipe_jobs.sinks.hadoop_fs import HadoopFs
@@ -195,10 +195,7 @@ def run(options: AggregateOptions, spark: SparkSession, stop_on_signal: bool = T
     spark.streams.addListener(listener)
     if sync is not None:
         sync.start()
-    stop = threading.Event()
-    if stop_on_signal:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals() if stop_on_signal else threading.Event()
     writer = BatchWriter(spark, fs, targets, sync)
     try:
         return _supervise(spark, options, writer, stop)
@@ -271,8 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         specs = [load_spec_file(path) for path in args.spec]
         check_specs(specs)
     except (SpecError, OSError) as error:
-        print(f"cryptopipe-aggregate: invalid configuration: {error}", file=sys.stderr)
-        return 2
+        return refuse("cryptopipe-aggregate", error)
     options = AggregateOptions(
         specs=specs,
         bootstrap_servers=args.bootstrap_servers,

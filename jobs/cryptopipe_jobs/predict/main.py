@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import signal
 import sys
 import threading
 import time
@@ -29,6 +28,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from cryptopipe_jobs import logs
+from cryptopipe_jobs.cli import refuse, stop_on_signals
 from cryptopipe_jobs.predict.hdfs_sink import HdfsForecastSink
 from cryptopipe_jobs.predict.history import Added, CandleHistory
 from cryptopipe_jobs.predict.records import forecast_records
@@ -280,8 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.history < 1 or args.poll_seconds <= 0:
             raise SpecError(["--history and --poll-seconds must be positive"])
     except (SpecError, OSError) as error:
-        print(f"{PROG}: invalid configuration: {error}", file=sys.stderr)
-        return 2
+        return refuse(PROG, error)
     options = PredictOptions(
         spec=spec,
         bootstrap_servers=args.bootstrap_servers,
@@ -293,9 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         poll_seconds=args.poll_seconds,
         schema_registry_url=args.schema_registry_url,
     )
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()
     try:
         run(options, stop)
     except (RegistryError, ValueError) as error:

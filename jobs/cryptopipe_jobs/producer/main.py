@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 
 from cryptopipe_jobs import logs
+from cryptopipe_jobs.cli import refuse, stop_on_signals
 from cryptopipe_jobs.producer import binance_ws, replay
 from cryptopipe_jobs.producer.kafka_sink import (
     KafkaTradeSink,
@@ -234,8 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         specs = [load_spec_file(path) for path in args.spec]
     except (SpecError, OSError) as error:
-        print(f"cryptopipe-producer: invalid configuration: {error}", file=sys.stderr)
-        return 2
+        return refuse("cryptopipe-producer", error)
     options = ProducerOptions(
         specs=specs,
         bootstrap_servers=args.bootstrap_servers,
@@ -246,14 +245,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_override=args.data,
         schema_registry_url=args.schema_registry_url,
     )
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()
     try:
         run(options, stop)
     except SpecError as error:
-        print(f"cryptopipe-producer: invalid configuration: {error}", file=sys.stderr)
-        return 2
+        return refuse("cryptopipe-producer", error)
     except RegistryError as error:
         print(f"cryptopipe-producer: {error}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from cryptopipe_jobs import logs
+from cryptopipe_jobs.cli import refuse
 from cryptopipe_jobs.spark_session import SparkSettings, create_session
 from cryptopipe_schemas.spec import CryptoPipelineSpec, SpecError, load_spec_file
 
@@ -76,8 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         spec = load_spec_file(args.spec)
     except (SpecError, OSError) as error:
-        print(f"cryptopipe-hive-ddl: invalid configuration: {error}", file=sys.stderr)
-        return 2
+        return refuse("cryptopipe-hive-ddl", error)
     if not any(args.ddl_dir.glob("*.hql")):
         print(f"cryptopipe-hive-ddl: no .hql files in {args.ddl_dir}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cryptopipe_jobs.cli import INVALID_CONFIGURATION, refuse
 from cryptopipe_jobs.storage.hdfs_storage import hdfs_path, webhdfs_client
 from cryptopipe_jobs.storage.locate import is_hdfs, open_storage
 from cryptopipe_jobs.train import sources
@@ -34,7 +35,8 @@ from cryptopipe_schemas.spec import CryptoPipelineSpec, SpecError, load_spec_fil
 
 PROG = "cryptopipe-train"
 STAGES = 6
-EXIT_FAILED, EXIT_CONFIG, EXIT_DATA = 1, 2, 3
+EXIT_FAILED, EXIT_DATA = 1, 3
+EXIT_CONFIG = INVALID_CONFIGURATION
 
 Say = Callable[[str], None]
 
@@ -226,8 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = options_from(args)
     except (SpecError, OSError) as error:
-        print(f"{PROG}: invalid configuration: {error}", file=sys.stderr)
-        return EXIT_CONFIG
+        return refuse(PROG, error)
     try:
         train(options, say)
     except CandleDataError as error:
