@@ -16,13 +16,11 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import yaml
 from kafka import KafkaConsumer, TopicPartition
@@ -31,7 +29,6 @@ from cryptopipe_jobs.local import plan
 from cryptopipe_schemas import topics
 
 COMPONENTS = ["kafka", "spark", "hdfs", "hive"]
-EMBEDDED_TRADES_HINT = "embedded"
 
 
 class StageFailed(RuntimeError):
@@ -96,10 +93,11 @@ class Supervisor:
                 proc.wait()
 
 
-def testbed(repo: Path, *args: str, output: IO[str] | None = None) -> str:
+def testbed(repo: Path, *args: str, show: bool = False) -> str:
+    """Run scripts/testbed; its output goes to the terminal when `show`, else is returned."""
     result = subprocess.run(
         [str(repo / "scripts" / "testbed"), *args],
-        capture_output=output is None,
+        capture_output=not show,
         text=True,
         check=False,
     )
@@ -180,7 +178,7 @@ def run(options: plan.Options, until_first_forecast: bool) -> int:
     supervisor = Supervisor(logs)
     was_running = testbed(options.repo, "status", *COMPONENTS)
     say("stage 1/6: local components (Kafka, Spark, HDFS, Hive metastore); first run installs them")
-    testbed(options.repo, "up", *COMPONENTS, output=sys.stdout)
+    testbed(options.repo, "up", *COMPONENTS, show=True)
     started_here = down_components(was_running)
     endpoints = plan.Endpoints.from_env(testbed_env(options.repo))
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONUNBUFFERED": "1"}

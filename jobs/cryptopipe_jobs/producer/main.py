@@ -49,10 +49,6 @@ class ProducerOptions:
     schema_registry_url: str | None = None
 
 
-def source_name(kind: SourceKind) -> str:
-    return kind.value
-
-
 def replay_trades(spec: CryptoPipelineSpec, data_override: str | None) -> list[replay.ReplayTrade]:
     data = data_override or spec.source.replay.data
     if data == EMBEDDED:
@@ -135,7 +131,7 @@ def run(options: ProducerOptions, stop: threading.Event) -> None:
         bootstrap_servers=options.bootstrap_servers, client_id="cryptopipe-producer"
     )
     try:
-        created = ensure_topics(admin, producer_topics(symbols, source_name(kind)), settings)
+        created = ensure_topics(admin, producer_topics(symbols, kind.value), settings)
     finally:
         admin.close()
     if created:
@@ -147,7 +143,7 @@ def run(options: ProducerOptions, stop: threading.Event) -> None:
     metrics = ProducerMetrics()
     sink = KafkaTradeSink(
         create_producer(options.bootstrap_servers, "cryptopipe-producer"),
-        source_name(kind),
+        kind.value,
         on_sent=metrics.sent,
         ids=ids,
     )
