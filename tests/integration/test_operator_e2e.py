@@ -117,16 +117,21 @@ class Operator:
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.identity = ""
 
-    def start(self) -> None:
+    def start(self, wait_leader: bool = True) -> None:
         self.port = free_port()
         handle = self.log.open("ab")
+        self.identity = f"test-{uuid.uuid4().hex[:6]}"
         self.process = subprocess.Popen(
-            [*self.argv, f"--metrics-port={self.port}", f"--identity=test-{uuid.uuid4().hex[:6]}"],
+            [*self.argv, f"--metrics-port={self.port}", f"--identity={self.identity}"],
             stdout=handle,
             stderr=subprocess.STDOUT,
         )
-        wait_for("operator metrics", lambda: self.metric("cryptopipe_operator_leader") == 1.0, 60)
+        if wait_leader:
+            wait_for("leader", lambda: self.metric("cryptopipe_operator_leader") == 1.0, 60)
+        else:
+            wait_for("metrics", lambda: self.metric("cryptopipe_operator_leader") is not None, 60)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -138,8 +143,11 @@ class Operator:
                 self.process.wait()
 
     def metrics(self) -> str:
+        return self.fetch("/metrics")
+
+    def fetch(self, path: str) -> str:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=3) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=3) as r:
                 return str(r.read().decode())
         except OSError:
             return ""
@@ -235,6 +243,8 @@ def release(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
         "operator": operator,
         "helm_seconds": helm_seconds,
         "log": home / "operator.log",
+        "kubeconfig": kubeconfig,
+        "config": config,
     }
     operator.stop()
     subprocess.run(
@@ -637,3 +647,42 @@ def test_chart_rbac_is_least_privilege(kube: Kube, release: dict[str, Any]) -> N
     assert not can("create", "pods", "-n", "default")
     assert can("update", "leases.coordination.k8s.io/cryptopipe-operator", "-n", release["ns"])
     assert not can("update", "leases.coordination.k8s.io/other", "-n", release["ns"])
+
+
+def test_a_standby_replica_stays_idle_then_takes_over_from_a_killed_leader(
+    kube: Kube, release: dict[str, Any], namespace: str
+) -> None:
+    leader: Operator = release["operator"]
+    standby = Operator(
+        release["kubeconfig"],
+        release["config"],
+        release["ns"],
+        "cryptopipe-operator",
+        release["log"].with_name("standby.log"),
+    )
+    standby.start(wait_leader=False)
+    try:
+        # While the leader holds the Lease the standby serves its probes and does nothing.
+        set_kafka_ready(kube, release["ns"], True)
+        kube.apply(example("btcusdt"), namespace)
+        wait_for("the leader to reconcile", lambda: children_of(kube, namespace, "btcusdt"))
+        assert standby.metric("cryptopipe_operator_leader") == 0.0
+        assert standby.fetch("/readyz") == "ok\n" and standby.fetch("/healthz") == "ok\n"
+        assert standby.writes() == 0.0
+        # SIGKILL: no clean hand-over, the standby must wait for the Lease to expire.
+        assert leader.process is not None
+        leader.process.kill()
+        leader.process.wait()
+        killed = time.monotonic()
+        kube.apply(example("ethusdt"), namespace)
+        wait_for("the standby to lead", lambda: standby.metric("cryptopipe_operator_leader") == 1.0)
+        wait_for("ethusdt reconciled", lambda: children_of(kube, namespace, "ethusdt"))
+        takeover = time.monotonic() - killed
+        print(f"standby took over and reconciled {takeover:.1f}s after the leader was killed")
+        # Lease of 15 s, renewed every 5 s: expiry plus one retry round, with slack.
+        assert takeover < 35
+        lease = kube.get("lease", "cryptopipe-operator", "-n", release["ns"])
+        assert lease["spec"]["holderIdentity"] == standby.identity
+    finally:
+        standby.stop()
+        leader.start()
