@@ -8,6 +8,7 @@ plays Strimzi and spark-operator by writing their status; kwok runs the pods.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -101,7 +102,13 @@ class Operator:
     """The operator as a subprocess with the chart's ServiceAccount's kubeconfig."""
 
     def __init__(
-        self, kubeconfig: Path, config: Path, release_ns: str, lease: str, log: Path
+        self,
+        kubeconfig: Path,
+        config: Path,
+        release_ns: str,
+        lease: str,
+        log: Path,
+        namespaces: list[str] | None = None,
     ) -> None:
         self.argv = [
             sys.executable,
@@ -113,6 +120,7 @@ class Operator:
             f"--lease-name={lease}",
             "--resync-seconds=2",
             "--log-level=INFO",
+            *(f"--namespace={ns}" for ns in namespaces or []),
         ]
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
@@ -185,16 +193,21 @@ def kube(testbed: Any) -> Kube:
     return k
 
 
-@pytest.fixture(scope="module")
-def release(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+@contextlib.contextmanager
+def installed_operator(
+    kube: Kube, fullname: str, watch_namespaces: list[str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """`helm install` the chart into a fresh namespace and run the operator as its
+    ServiceAccount, with exactly the arguments the chart's Deployment would give it."""
     ns = f"cpo-e2e-{uuid.uuid4().hex[:6]}"
     home = Path(f"/tmp/cryptopipe-operator-e2e/{ns}")
     home.mkdir(parents=True)
-    values = {
-        "fullnameOverride": "cryptopipe-operator",
+    values: dict[str, Any] = {
+        "fullnameOverride": fullname,
         "tolerations": [TOLERATION],
         "nodeSelector": SELECTOR,
         "operator": {"resyncSeconds": 2},
+        "watchNamespaces": watch_namespaces or [],
         "platform": {
             "scheduling": {"tolerations": [TOLERATION], "nodeSelector": SELECTOR},
             "freshness": {"enabled": False},
@@ -233,28 +246,39 @@ def release(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     assert result.returncode == 0, result.stderr
     helm_seconds = time.monotonic() - started
     config = home / "platform.yaml"
-    cm = kube.get("configmap", "cryptopipe-operator", "-n", ns)
+    cm = kube.get("configmap", fullname, "-n", ns)
     config.write_text(cm["data"]["platform.yaml"])
-    kubeconfig = service_account_kubeconfig(ns, "cryptopipe-operator", home / "sa-kubeconfig.yaml")
-    operator = Operator(kubeconfig, config, ns, "cryptopipe-operator", home / "operator.log")
-    operator.start()
-    yield {
-        "ns": ns,
-        "operator": operator,
-        "helm_seconds": helm_seconds,
-        "log": home / "operator.log",
-        "kubeconfig": kubeconfig,
-        "config": config,
-    }
-    operator.stop()
-    subprocess.run(
-        [kube.env["CRYPTOPIPE_HELM"], "uninstall", "cpo", "-n", ns],
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=False,
+    kubeconfig = service_account_kubeconfig(ns, fullname, home / "sa-kubeconfig.yaml")
+    operator = Operator(
+        kubeconfig, config, ns, fullname, home / "operator.log", watch_namespaces or []
     )
-    kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    operator.start()
+    try:
+        yield {
+            "ns": ns,
+            "operator": operator,
+            "helm_seconds": helm_seconds,
+            "log": home / "operator.log",
+            "kubeconfig": kubeconfig,
+            "config": config,
+            "fullname": fullname,
+        }
+    finally:
+        operator.stop()
+        subprocess.run(
+            [kube.env["CRYPTOPIPE_HELM"], "uninstall", "cpo", "-n", ns],
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def release(kube: Kube) -> Iterator[dict[str, Any]]:
+    with installed_operator(kube, "cryptopipe-operator") as installed:
+        yield installed
 
 
 @pytest.fixture
@@ -686,3 +710,40 @@ def test_a_standby_replica_stays_idle_then_takes_over_from_a_killed_leader(
     finally:
         standby.stop()
         leader.start()
+
+
+def test_an_operator_limited_to_some_namespaces_acts_there_only(
+    kube: Kube, release: dict[str, Any]
+) -> None:
+    watched, other = (f"cpo-ns-{uuid.uuid4().hex[:6]}" for _ in range(2))
+    for ns in (watched, other):
+        kube.kubectl("create", "namespace", ns)
+    release["operator"].stop()  # the module's cluster-wide operator would act everywhere
+    try:
+        with installed_operator(kube, "cpo-scoped", [watched]) as installed:
+            sa = f"system:serviceaccount:{installed['ns']}:cpo-scoped"
+
+            def can(*args: str) -> bool:
+                answer = kube.kubectl("auth", "can-i", *args, f"--as={sa}", check=False)
+                return answer.stdout.strip() == "yes"
+
+            assert can("patch", "deployments.apps", "-n", watched)
+            assert not can("patch", "deployments.apps", "-n", other)
+            assert not can("list", "cryptopipelines.cryptopipe.io", "--all-namespaces")
+            set_kafka_ready(kube, installed["ns"], True)
+            kube.apply(example("btcusdt"), other)
+            kube.apply(example("btcusdt"), watched)
+            wait_for(
+                "the watched pipeline's children", lambda: children_of(kube, watched, "btcusdt")
+            )
+            wait_for(
+                "the watched pipeline's status",
+                lambda: condition(kube, watched, "btcusdt", "DependenciesReady"),
+            )
+            time.sleep(4)  # two resync periods: the other namespace stays untouched
+            assert children_of(kube, other, "btcusdt") == {}
+            assert "status" not in kube.get("cpl", "btcusdt", "-n", other)
+    finally:
+        for ns in (watched, other):
+            kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        release["operator"].start()
