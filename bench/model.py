@@ -10,6 +10,7 @@
   and ratios against persistence from the same run.
 
     uv run python bench/model.py [--test-size N] [--folds K] [--latency-runs N]
+
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ RESULTS = ROOT / "bench" / "results" / "model.json"
 HISTORY = 500  # cryptopipe-predict's default --history
 
 
-def latency_ms(served: Served, frame: Any, runs: int) -> dict[str, float]:
+def latency_ms(served: Served, frame: Any, runs: int) -> dict[str, float | int]:
     """Per-forecast wall time over `runs` successive origins, each from a HISTORY-row window."""
     began = time.perf_counter()
     forecast_latest(served, frame.iloc[-HISTORY:].reset_index(drop=True))  # traces the graph
@@ -70,6 +71,8 @@ def latency_ms(served: Served, frame: Any, runs: int) -> dict[str, float]:
     values = np.array(times)
     return {
         "runs": runs,
+        # The machine is shared: the 1-minute load average when the runs ended, for context.
+        "load_average_1m": os.getloadavg()[0],
         "first_call_ms": first_ms,
         "p50_ms": float(np.percentile(values, 50)),
         "p99_ms": float(np.percentile(values, 99)),
@@ -153,8 +156,8 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
-            "note": "shared machine: two other engineers' Spark and Kubernetes work ran "
-            "on the same 2 cores during this run; times are upper bounds",
+            "note": "shared machine: other engineers' Spark, Kafka and Kubernetes work ran "
+            "on the same 2 cores during this run (see load_average_1m); times are upper bounds",
         },
         "data": {
             "source": "embedded Coinbase BTC/USD hourly candles (real)",

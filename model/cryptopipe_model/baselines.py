@@ -7,8 +7,8 @@ All rules forecast the cumulative log return from the origin's close, then becom
   started at the first close of the history), flat over the horizon;
 - ar: AR(p) on one-step log returns with intercept, fitted by least squares on the training
   window, iterated forward for multi-step forecasts.
-Intervals: per-step quantiles of the rule's residuals over the training window
-(`ResidualBands`).
+Intervals: per-step quantiles of the rule's residuals over the training window, each divided by
+the volatility at its origin, scaled by the volatility at the forecast origin (`ResidualBands`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pandas as pd
 
 from cryptopipe_model.features import FloatArray, IntArray, future_log_returns
 from cryptopipe_model.forecast import Forecast, Model, ResidualBands, to_prices
+from cryptopipe_model.volatility import ewma_volatility
 
 PointRule = Callable[[FloatArray, IntArray], FloatArray]
 
@@ -39,18 +40,19 @@ class BaselinePredictor:
     params: dict[str, float] = field(default_factory=dict)
 
     def min_history(self) -> int:
-        return self.rows_needed
+        return max(self.rows_needed, self.bands.min_history())
 
     def log_point(self, candles: pd.DataFrame, origins: IntArray) -> FloatArray:
         log_close = np.log(candles["close"].to_numpy(dtype=float))
         origins = np.asarray(origins, dtype=np.int64)
-        if len(origins) and origins.min() < self.rows_needed - 1:
-            raise ValueError(f"{self.name} needs {self.rows_needed} rows before an origin")
+        if len(origins) and origins.min() < self.min_history() - 1:
+            raise ValueError(f"{self.name} needs {self.min_history()} rows before an origin")
         return self.rule(log_close, origins)
 
     def predict(self, candles: pd.DataFrame, origins: IntArray) -> Forecast:
-        close = candles["close"].to_numpy(dtype=float)
-        return to_prices(close[origins], self.log_point(candles, origins), self.bands)
+        origins = np.asarray(origins, dtype=np.int64)
+        log_point = self.log_point(candles, origins)
+        return to_prices(candles["close"].to_numpy(dtype=float), origins, log_point, self.bands)
 
 
 def _fit_bands(
@@ -59,8 +61,10 @@ def _fit_bands(
     origins = np.arange(rows_needed - 1, len(log_close) - horizon, dtype=np.int64)
     if len(origins) == 0:
         raise ValueError(f"training window too short: {len(log_close)} rows")
-    actual = future_log_returns(np.exp(log_close), origins, horizon)
-    return ResidualBands.fit(actual - rule(log_close, origins), coverage)
+    close = np.exp(log_close)
+    actual = future_log_returns(close, origins, horizon)
+    volatility = ewma_volatility(close)[origins]
+    return ResidualBands.fit_scaled(actual - rule(log_close, origins), volatility, coverage)
 
 
 def _train_log_close(train: pd.DataFrame) -> FloatArray:

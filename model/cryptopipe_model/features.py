@@ -75,38 +75,55 @@ def check_candles(candles: pd.DataFrame, interval: pd.Timedelta | None = None) -
             raise CandleDataError(f"{gaps} gaps: consecutive windows are not {expected} apart")
 
 
-def candle_features(candles: pd.DataFrame, volume_window: int = VOLUME_WINDOW) -> pd.DataFrame:
-    """The feature frame, one row per candle; warm-up rows (first `volume_window`) are NaN."""
+def _trailing_z(values: FloatArray, window: int) -> FloatArray:
+    """(v[t] - mean) / std (ddof 1) over v[t-window+1 .. t]; NaN for the first window - 1 rows;
+    a constant window gives 0."""
+    out = np.full(len(values), np.nan)
+    if len(values) < window:
+        return out
+    trailing = np.lib.stride_tricks.sliding_window_view(values, window)
+    std = trailing.std(axis=1, ddof=1)
+    centered = values[window - 1 :] - trailing.mean(axis=1)
+    out[window - 1 :] = centered / np.where(std > 0, std, 1.0)
+    return out
+
+
+def feature_matrix(candles: pd.DataFrame, volume_window: int = VOLUME_WINDOW) -> FloatArray:
+    """(rows, len(FEATURE_COLUMNS)) features in numpy, for the serving path (one forecast per
+    candle: pandas' per-call overhead was most of it); warm-up rows are NaN."""
     close = candles["close"].to_numpy(dtype=float)
+    log_return = np.full(len(close), np.nan)
+    log_return[1:] = np.diff(np.log(close))
+    # Volume spans orders of magnitude; a z-score of its log against the trailing window
+    # (current row included, it is known at the close) is scale-free and past-only.
+    volume_z = _trailing_z(np.log1p(candles["base_volume"].to_numpy(dtype=float)), volume_window)
+    starts = pd.DatetimeIndex(candles["window_start"])
+    # Wall-clock minutes since the epoch (UTC for the Candle contract's timestamps).
+    wall = starts.tz_localize(None) if starts.tz is not None else starts
+    minutes = wall.as_unit("ns").asi8 // 60_000_000_000
+    hour = (minutes % (24 * 60)) / 60.0 * (2 * math.pi / 24)
+    weekday = ((minutes // (24 * 60) + 3) % 7) * (2 * math.pi / 7)  # 1970-01-01: Thursday
     high = candles["high"].to_numpy(dtype=float)
     low = candles["low"].to_numpy(dtype=float)
     vwap = candles["vwap"].to_numpy(dtype=float)
-    log_close = np.log(close)
-    log_return = np.full(len(close), np.nan)
-    log_return[1:] = np.diff(log_close)
-    # Volume spans orders of magnitude; a z-score of its log against the trailing window
-    # (current row included, it is known at the close) is scale-free and past-only.
-    log_volume = pd.Series(np.log1p(candles["base_volume"].to_numpy(dtype=float)))
-    rolling = log_volume.rolling(volume_window, min_periods=volume_window)
-    std = rolling.std().to_numpy()
-    volume_z = (log_volume.to_numpy() - rolling.mean().to_numpy()) / np.where(std > 0, std, 1.0)
-    starts = pd.DatetimeIndex(candles["window_start"])
-    hour = (starts.hour.to_numpy() + starts.minute.to_numpy() / 60.0) * (2 * math.pi / 24)
-    weekday = starts.weekday.to_numpy() * (2 * math.pi / 7)
-    frame = pd.DataFrame(
-        {
-            "log_return": log_return,
-            "hl_range": np.log(high / low),
-            "volume_z": volume_z,
-            "vwap_distance": np.log(close / vwap),
-            "hour_sin": np.sin(hour),
-            "hour_cos": np.cos(hour),
-            "weekday_sin": np.sin(weekday),
-            "weekday_cos": np.cos(weekday),
-        },
-        index=candles.index,
+    columns = (
+        log_return,
+        np.log(high / low),
+        volume_z,
+        np.log(close / vwap),
+        np.sin(hour),
+        np.cos(hour),
+        np.sin(weekday),
+        np.cos(weekday),
     )
-    return frame[list(FEATURE_COLUMNS)]
+    return np.column_stack(columns).astype(np.float64, copy=False)
+
+
+def candle_features(candles: pd.DataFrame, volume_window: int = VOLUME_WINDOW) -> pd.DataFrame:
+    """The feature frame, one row per candle; warm-up rows (first `volume_window`) are NaN."""
+    return pd.DataFrame(
+        feature_matrix(candles, volume_window), columns=list(FEATURE_COLUMNS), index=candles.index
+    )
 
 
 def warmup(volume_window: int = VOLUME_WINDOW) -> int:

@@ -7,7 +7,8 @@ cumulative log returns (see features.py), trained with mean squared error.
 Prediction intervals: residual-calibrated on a validation split, not quantile heads. The last
 `validation_fraction` of the training windows is held out (training windows whose targets
 reach into it are purged); it drives early stopping (best weights restored) and then, from its
-residuals, per-step empirical quantiles at the spec's coverage (`ResidualBands`). One MSE head
+residuals divided by the volatility at their origins, per-step empirical quantiles at the
+spec's coverage, scaled by the volatility at each forecast origin (`ResidualBands`). One MSE head
 is easier to train well than three pinball heads on noisy returns, its intervals can never
 cross, and the coverage it promises is checked out of sample by the walk-forward evaluation.
 The same held-out data serves both purposes: choosing one epoch barely biases its residuals.
@@ -37,12 +38,13 @@ from cryptopipe_model.features import (
     FloatArray,
     IntArray,
     StandardScaler,
-    candle_features,
+    feature_matrix,
     make_windows,
     warmup,
     window_inputs,
 )
 from cryptopipe_model.forecast import Forecast, ResidualBands, to_prices
+from cryptopipe_model.volatility import VOLATILITY_HALFLIFE, ewma_volatility
 from cryptopipe_schemas.spec import ModelSpec
 
 WEIGHTS_FILE = "model.keras"
@@ -95,6 +97,7 @@ class LstmModel:
     validation_fraction: float = 0.2
     patience: int = 3
     volume_window: int = VOLUME_WINDOW
+    volatility_halflife: float = VOLATILITY_HALFLIFE
     verbose: int = 0
     name: str = "lstm"
 
@@ -102,7 +105,7 @@ class LstmModel:
         use_cpu_only()
         keras.utils.set_random_seed(self.seed)
         spec = self.spec
-        features = candle_features(train, self.volume_window).to_numpy(dtype=float)
+        features = feature_matrix(train, self.volume_window)
         close = train["close"].to_numpy(dtype=float)
         windows = make_windows(features, close, spec.lookback, spec.horizon)
         n = len(windows.origin)
@@ -146,7 +149,13 @@ class LstmModel:
             name=self.name,
         )
         residuals = val_y - predictor.predict_log_returns(val_x)
-        return replace(predictor, bands=ResidualBands.fit(residuals, spec.coverage))
+        volatility = ewma_volatility(close, self.volatility_halflife)[
+            windows.origin[n - n_validation :]
+        ]
+        bands = ResidualBands.fit_scaled(
+            residuals, volatility, spec.coverage, self.volatility_halflife
+        )
+        return replace(predictor, bands=bands)
 
 
 @dataclass(frozen=True)
@@ -159,17 +168,21 @@ class LstmPredictor:
     volume_window: int
     info: TrainingInfo
     name: str = "lstm"
-    # The network traced once into a graph: called eagerly, an LSTM runs its time loop op by
-    # op, about 50 times slower for one window (measured 280 ms against 5 ms on 2 cores).
+    # The network traced once into a graph for any batch size: called eagerly, an LSTM runs its
+    # time loop op by op, about 50 times slower for one window (280 ms against 5 ms on 2 cores);
+    # the concrete function also skips tf.function's per-call signature matching.
     _forward: Any = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         network = self.network
-        traced = tf.function(lambda x: network(x, training=False), reduce_retracing=True)
+        shape = (None, self.spec.lookback, len(FEATURE_COLUMNS))
+        traced = tf.function(lambda x: network(x, training=False)).get_concrete_function(
+            tf.TensorSpec(shape, tf.float32)
+        )
         object.__setattr__(self, "_forward", traced)
 
     def min_history(self) -> int:
-        return warmup(self.volume_window) + self.spec.lookback
+        return max(warmup(self.volume_window) + self.spec.lookback, self.bands.min_history())
 
     def predict_log_returns(self, x: FloatArray) -> FloatArray:
         """Raw (unscaled) windows (n, lookback, f) -> cumulative log returns (n, horizon)."""
@@ -186,12 +199,16 @@ class LstmPredictor:
         origins = np.asarray(origins, dtype=np.int64)
         if len(origins) and origins.min() < self.min_history() - 1:
             raise ValueError(f"{self.name} needs {self.min_history()} rows before an origin")
-        # Features are past-only, so computing them on rows up to the last origin is enough.
-        frame = candles.iloc[: int(origins.max()) + 1] if len(origins) else candles.iloc[:0]
-        features = candle_features(frame, self.volume_window).to_numpy(dtype=float)
-        x = window_inputs(features, origins, self.spec.lookback)
-        close = frame["close"].to_numpy(dtype=float)
-        return to_prices(close[origins], self.predict_log_returns(x), self.bands)
+        if not len(origins):
+            return to_prices(np.zeros(0), origins, np.zeros((0, self.spec.horizon)), self.bands)
+        # Features are past-only and reach back volume_window rows: the rows from the first
+        # window's start minus that, up to the last origin, are all they need.
+        first = max(0, int(origins.min()) - self.spec.lookback - self.volume_window)
+        frame = candles.iloc[first : int(origins.max()) + 1]
+        features = feature_matrix(frame, self.volume_window)
+        x = window_inputs(features, origins - first, self.spec.lookback)
+        close = candles["close"].to_numpy(dtype=float)
+        return to_prices(close, origins, self.predict_log_returns(x), self.bands)
 
     def predict_latest(self, candles: pd.DataFrame) -> Forecast:
         """One forecast from the last row of `candles`: shape (1, horizon)."""

@@ -7,7 +7,6 @@ difference, so running it again at steady state reads but never writes.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from cryptopipe_operator.children import (
 from cryptopipe_operator.children.common import MANAGED_BY, PIPELINE_LABEL, Pipeline
 from cryptopipe_operator.config import PlatformConfig
 from cryptopipe_operator.kube import ApiError, Kube
+from cryptopipe_operator.scrape import last_forecast_time, newest_trade_age, read_metrics
 from cryptopipe_schemas.spec import SpecError, parse_spec
 
 log = logging.getLogger(__name__)
@@ -104,22 +104,6 @@ def check_dependencies(kube: Kube, config: PlatformConfig) -> status.Dependencie
     return status.Dependencies(tuple(missing))
 
 
-_METRIC = re.compile(
-    r'^cryptopipe_producer_last_event_timestamp_seconds\{[^}]*symbol="(?P<symbol>[^"]+)"[^}]*\}'
-    r"\s+(?P<value>\S+)",
-    re.MULTILINE,
-)
-
-
-def newest_trade_age(metrics_text: str, symbol: str, at: float) -> float | None:
-    """Age in seconds of the newest trade the producer's metrics report for `symbol`."""
-    for match in _METRIC.finditer(metrics_text):
-        if match.group("symbol").upper() == symbol.upper():
-            value = float(match.group("value"))
-            return max(0.0, at - value) if value > 0 else None
-    return None
-
-
 def _freshness(
     kube: Kube, pipeline: Pipeline, config: PlatformConfig, producer_ready: bool
 ) -> tuple[float | None, str]:
@@ -128,15 +112,29 @@ def _freshness(
     if not producer_ready:
         return None, "the producer is not available"
     service = producer.metrics_service_name(pipeline)
-    path = f"/api/v1/namespaces/{pipeline.namespace}/services/{service}:metrics/proxy/metrics"
     try:
-        text = kube.request("GET", path, timeout=config.freshness.timeout_seconds, raw=True)
+        text = read_metrics(kube, pipeline.namespace, service, config.freshness.timeout_seconds)
     except Exception as error:
         return None, f"could not read the producer's metrics: {error}"[:300]
     age = newest_trade_age(text, pipeline.spec.symbol, time.time())
     if age is None:
         return None, "the producer has not published a trade yet"
     return age, ""
+
+
+def _last_forecast(
+    kube: Kube, pipeline: Pipeline, config: PlatformConfig, predictor_ready: bool
+) -> str | None:
+    """The predictor's newest forecast time; None (the status keeps the last one) if unknown."""
+    if not config.freshness.enabled or not predictor_ready:
+        return None
+    service = predictor.metrics_service_name(pipeline)
+    try:
+        text = read_metrics(kube, pipeline.namespace, service, config.freshness.timeout_seconds)
+    except Exception as error:
+        log.info("predictor metrics unreadable: %s", error, extra={"pipeline": pipeline.name})
+        return None
+    return last_forecast_time(text, pipeline.spec.symbol)
 
 
 def _controlled_by(obj: Mapping[str, Any], uid: str) -> bool:
@@ -233,12 +231,22 @@ def reconcile(
     if deps.ready and any(_job_finished(job) for job in jobs):
         pods = kube.list(POD.path(namespace), f"{selector},app.kubernetes.io/component=trainer")
     producer_obj = one(DEPLOYMENT, producer.name(pipeline))
-    producer_cond = status.conditions(
-        status.Observed(generation, spec.suspend, spec.dashboard.enabled, producer=producer_obj)
-    )[0][2]
+    predictor_obj = one(DEPLOYMENT, predictor.name(pipeline))
+    early = status.conditions(
+        status.Observed(
+            generation,
+            spec.suspend,
+            spec.dashboard.enabled,
+            producer=producer_obj,
+            predictor=predictor_obj,
+        )
+    )[0]
+    available = {cond.type: cond.status == status.TRUE for cond in early}
     age, note = (None, "dependencies are not ready")
+    forecast_time = None
     if deps.ready:
-        age, note = _freshness(kube, pipeline, config, producer_cond.status == status.TRUE)
+        age, note = _freshness(kube, pipeline, config, available["ProducerReady"])
+        forecast_time = _last_forecast(kube, pipeline, config, available["PredictorReady"])
     obs = status.Observed(
         generation=generation,
         suspend=spec.suspend,
@@ -247,12 +255,13 @@ def reconcile(
         spark_application=one(SPARK_APPLICATION, f"{name}-aggregator"),
         training_jobs=jobs,
         trainer_pods=pods,
-        predictor=one(DEPLOYMENT, predictor.name(pipeline)),
+        predictor=predictor_obj,
         dashboard=one(DEPLOYMENT, dashboard.name(pipeline)),
         dependencies=deps,
         newest_trade_age=age,
         freshness_note=note or "measured",
         max_trade_age=float(config.freshness.max_age_seconds),
+        last_forecast_time=forecast_time,
     )
     new = status.compute(obs, current, now())
     old_phase = current.get("phase")

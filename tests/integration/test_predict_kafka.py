@@ -3,7 +3,8 @@
 Real hourly BTC/USD candles go in with redelivered copies and non-final versions; forecasts
 come back from `forecasts.<symbol>` and from HDFS. The predictor first serves a baseline (no
 version registered), then a version promoted while it runs; after SIGTERM and a restart it
-rebuilds its history from Kafka and forecasts only new candles.
+rebuilds its history from Kafka and forecasts only new candles. Its Prometheus endpoint is
+scraped along the way.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -25,12 +29,13 @@ import pandas as pd
 import pytest
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from cryptopipe_jobs.predict.serving import MIN_CALIBRATION_ORIGINS
 from cryptopipe_jobs.producer.recorded import Kline, load_embedded
 from cryptopipe_jobs.storage.hdfs_storage import webhdfs_client
 from cryptopipe_jobs.train.sources import klines_to_frame
-from cryptopipe_model.baselines import all_baselines
+from cryptopipe_model.baselines import Persistence, all_baselines
 from cryptopipe_model.evaluate import walk_forward
 from cryptopipe_model.lstm import LstmModel
 from cryptopipe_model.registry import DataRange, LocalStorage, Registry
@@ -119,6 +124,54 @@ class Predictor:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+class Scraper:
+    """The predictor's /metrics, parsed; waits for expected values (they follow Kafka's ack)."""
+
+    def __init__(self, port: int, symbol: str) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.symbol = symbol
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=5) as answer:
+                return int(answer.status), answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return int(error.code), ""
+
+    def samples(self) -> Samples:
+        _, text = self.get("/metrics")
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    def value(self, samples: Samples, name: str, **labels: str) -> float | None:
+        return samples.get((name, frozenset({"symbol": self.symbol, **labels}.items())))
+
+    def wait_for(self, expected: dict[str, float], timeout: float = 30) -> Samples:
+        deadline = time.monotonic() + timeout
+        while True:
+            samples = self.samples()
+            seen = {name: self.value(samples, name) for name in expected}
+            if seen == expected or time.monotonic() > deadline:
+                assert seen == expected
+                return samples
+            time.sleep(0.2)
+
+
+P = "cryptopipe_predictor"
 
 
 @pytest.fixture
@@ -220,6 +273,7 @@ def test_predictor_end_to_end_with_hot_reload_and_restart(
         )
     )
     registry_dir = tmp_path / "registry"
+    port = free_port()
     args = [
         "--spec", str(spec),
         "--bootstrap-servers", kafka_bootstrap,
@@ -227,7 +281,9 @@ def test_predictor_end_to_end_with_hot_reload_and_restart(
         "--webhdfs-url", hdfs_env["CRYPTOPIPE_WEBHDFS_URL"],
         "--poll-seconds", "1",
         "--history", "200",
+        "--metrics-port", str(port),
     ]  # fmt: skip
+    scraper = Scraper(port, symbol)
     candles = [candle(symbol, k) for k in klines]
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
     forecasts = Forecasts(kafka_bootstrap, symbol)
@@ -246,11 +302,25 @@ def test_predictor_end_to_end_with_hot_reload_and_restart(
         ]
         send(producer, symbol, stream)
         # A baseline calibrates its interval on the history: it starts once enough is kept.
-        warm = 1 + 3 + MIN_CALIBRATION_ORIGINS
+        rows = Persistence(3, COVERAGE).fit(train_frame).min_history()  # its interval: 1 return
+        warm = rows + 3 + MIN_CALIBRATION_ORIGINS
         origins = first[warm - 1 :]
         got = forecasts.read_until(3 * len(origins))
         check_batch(got, origins, "persistence")
         assert all(key == encode_key(symbol) for key in forecasts.keys)
+        samples = scraper.wait_for(
+            {
+                f"{P}_candles_consumed_total": len(stream),
+                f"{P}_duplicates_dropped_total": 15,
+                f"{P}_forecasts_emitted_total": 3 * len(origins),
+                f"{P}_inference_seconds_count": len(origins),
+                f"{P}_model_reloads_total": 0,
+                f"{P}_last_forecast_timestamp_seconds": origins[-1]["event_time"].timestamp(),
+            }
+        )
+        serving = {"model": "persistence", "kind": "baseline"}
+        assert scraper.value(samples, f"{P}_serving_info", **serving) == 1
+        assert scraper.get("/readyz")[0] == 200 and scraper.get("/healthz")[0] == 200
 
         # 2. A version promoted while the predictor runs is served from the next candle on.
         registry = Registry(LocalStorage(registry_dir))
@@ -277,6 +347,18 @@ def test_predictor_end_to_end_with_hot_reload_and_restart(
         frame = klines_to_frame(klines[:80])
         expected = registry.load(record.version).predict_latest(frame)
         np.testing.assert_allclose([f["point"] for f in got[-3:]], expected.point[0], rtol=1e-5)
+        samples = scraper.wait_for(
+            {
+                f"{P}_forecasts_emitted_total": 3 * (len(origins) + len(second)),
+                f"{P}_inference_seconds_count": len(origins) + len(second),
+                f"{P}_model_reloads_total": 1,
+                f"{P}_last_forecast_timestamp_seconds": second[-1]["event_time"].timestamp(),
+            }
+        )
+        serving = {"model": label, "kind": "model"}
+        assert scraper.value(samples, f"{P}_serving_info", **serving) == 1
+        old = {"model": "persistence", "kind": "baseline"}
+        assert scraper.value(samples, f"{P}_serving_info", **old) is None
 
         # 3. SIGTERM: clean exit, offsets committed after the forecasts went out.
         assert predictor.stop() == 0
@@ -296,6 +378,14 @@ def test_predictor_end_to_end_with_hot_reload_and_restart(
         send(producer, symbol, [*third[:2], *third])
         got = forecasts.read_until(3 * (len(origins) + len(second) + len(third)))
         check_batch(got[3 * (len(origins) + len(second)) :], third, label)
+        # A fresh process counts from zero; the gauge carries on from the newest forecast.
+        scraper.wait_for(
+            {
+                f"{P}_forecasts_emitted_total": 3 * len(third),
+                f"{P}_model_reloads_total": 0,
+                f"{P}_last_forecast_timestamp_seconds": third[-1]["event_time"].timestamp(),
+            }
+        )
         assert predictor.stop() == 0
     finally:
         predictor.kill()

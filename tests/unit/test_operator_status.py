@@ -9,10 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
-from cryptopipe_operator import drift, status
+from cryptopipe_jobs.predict.metrics import PredictorMetrics
+from cryptopipe_operator import children, drift, status
+from cryptopipe_operator.children import predictor
+from cryptopipe_operator.children.common import Pipeline
+from cryptopipe_operator.config import config_from_mapping
 from cryptopipe_operator.crd import crd_manifest
-from cryptopipe_operator.reconcile import newest_trade_age, symbol_conflicts
+from cryptopipe_operator.reconcile import symbol_conflicts
+from cryptopipe_operator.scrape import last_forecast_time, newest_trade_age
+from cryptopipe_schemas.spec import parse_spec
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,6 +155,56 @@ def test_producer_metrics_give_the_newest_trade_age() -> None:
     )
     assert newest_trade_age(text, "BTCUSDT", 1030.0) == 30.0
     assert newest_trade_age(text, "SOLUSDT", 1030.0) is None
+
+
+def test_predictor_metrics_give_the_last_forecast_time() -> None:
+    # What the predictor really exposes, not a hand-written copy of it.
+    metrics = PredictorMetrics("BTCUSDT")
+    metrics.serving("lstm-v0003", "model", reload=False)
+    assert last_forecast_time(generate_latest(metrics.registry).decode(), "BTCUSDT") is None
+    metrics.forecasts_emitted(6, 1_795_989_600.75)  # 2026-11-29T22:00:00.75Z
+    metrics.forecasts_emitted(6, 1_795_993_200.0)  # an hour later
+    text = generate_latest(metrics.registry).decode()
+    assert last_forecast_time(text, "BTCUSDT") == "2026-11-29T23:00:00Z"
+    assert last_forecast_time(text, "btcusdt") == "2026-11-29T23:00:00Z"
+    assert last_forecast_time(text, "ETHUSDT") is None
+    # The producer's gauge is not mistaken for it, nor is another symbol's sample.
+    other = (
+        'cryptopipe_producer_last_event_timestamp_seconds{symbol="BTCUSDT"} 1.0e+09\n'
+        'cryptopipe_predictor_last_forecast_timestamp_seconds{symbol="ETHUSDT"} 1.7e+09\n'
+    )
+    assert last_forecast_time(other, "BTCUSDT") is None
+    assert last_forecast_time(other, "ETHUSDT") == "2023-11-14T22:13:20Z"
+
+
+def test_last_forecast_time_goes_to_status_and_is_kept_when_unread() -> None:
+    st = status.compute(healthy(last_forecast_time="2026-11-29T23:00:00Z"), None, "T")
+    assert st["lastForecastTime"] == "2026-11-29T23:00:00Z"
+    # The predictor unreachable for a while: the last known time stays, no status change.
+    again = status.compute(healthy(), st, "T2")
+    assert again["lastForecastTime"] == "2026-11-29T23:00:00Z"
+    assert not status.status_changed(again, st)
+    newer = status.compute(healthy(last_forecast_time="2026-11-30T00:00:00Z"), again, "T3")
+    assert newer["lastForecastTime"] == "2026-11-30T00:00:00Z"
+    assert status.status_changed(newer, again)
+    assert "lastForecastTime" not in status.compute(healthy(), None, "T")
+
+
+def test_the_predictor_exposes_the_metrics_the_status_reads() -> None:
+    p = Pipeline("btc", "ns", parse_spec({"symbol": "BTCUSDT"}))
+    objs = {o["metadata"]["name"]: o for o in children.desired(p, config_from_mapping({}))}
+    deployment = objs[predictor.name(p)]
+    service = objs[predictor.metrics_service_name(p)]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    port = container["args"][container["args"].index("--metrics-port") + 1]
+    assert container["ports"] == [{"name": "metrics", "containerPort": int(port)}]
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert (
+        service["spec"]["selector"].items()
+        <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+    for probe, path in (("startupProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert container[probe]["httpGet"] == {"path": path, "port": "metrics"}
 
 
 def test_a_second_pipeline_for_the_same_symbol_is_refused() -> None:

@@ -11,6 +11,8 @@ HDFS sink is on and --webhdfs-url is given.
   (and written to HDFS). On start, the candles before the committed offset (up to twice the
   history) are read again to rebuild the history, without forecasting from them again.
 - SIGTERM or SIGINT: finish the batch in hand, commit, exit 0.
+- With --metrics-port, Prometheus metrics (predict/metrics.py) on /metrics, /healthz, and /readyz
+  (ready once the candle partitions are assigned).
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ from cryptopipe_jobs import logs
 from cryptopipe_jobs.cli import refuse, stop_on_signals
 from cryptopipe_jobs.predict.hdfs_sink import HdfsForecastSink
 from cryptopipe_jobs.predict.history import Added, CandleHistory
+from cryptopipe_jobs.predict.metrics import PredictorMetrics
 from cryptopipe_jobs.predict.records import forecast_records
 from cryptopipe_jobs.predict.serving import Served, forecast_latest, load
 from cryptopipe_jobs.producer.kafka_sink import TopicSettings, create_producer, ensure_topics
+from cryptopipe_jobs.producer.metrics import serve
 from cryptopipe_jobs.storage.hdfs_storage import webhdfs_client
 from cryptopipe_jobs.storage.locate import open_storage
 from cryptopipe_jobs.train.plan import parse_interval
@@ -59,6 +63,7 @@ class PredictOptions:
     backfill: int = 0
     poll_seconds: float = 30.0
     schema_registry_url: str | None = None
+    metrics_port: int = 0
 
     @property
     def group(self) -> str:
@@ -113,9 +118,12 @@ def seek_for_warmup(
 class Forecaster:
     """Candles in, Forecast records out: the history, the serving choice and the records."""
 
-    def __init__(self, options: PredictOptions, registry: Registry) -> None:
+    def __init__(
+        self, options: PredictOptions, registry: Registry, metrics: PredictorMetrics
+    ) -> None:
         self.options = options
         self.registry = registry
+        self.metrics = metrics
         model = options.spec.model
         self.interval_name = model.interval
         self.step = parse_interval(model.interval).to_pytimedelta()
@@ -123,22 +131,30 @@ class Forecaster:
             options.spec.symbol, parse_interval(model.interval), options.history
         )
         self.served = refresh(registry, None, options)
+        metrics.serving(self.served.label, self.served.choice.kind, reload=False)
         self.history.capacity = max(options.history, self.served.min_history())
         self._polled = time.monotonic()
 
     def maybe_refresh(self, force: bool = False) -> None:
         if force or time.monotonic() - self._polled >= self.options.poll_seconds:
-            self.served = refresh(self.registry, self.served, self.options)
+            served = refresh(self.registry, self.served, self.options)
+            if served is not self.served:
+                self.metrics.serving(served.label, served.choice.kind, reload=True)
+            self.served = served
             self.history.capacity = max(self.options.history, self.served.min_history())
             self._polled = time.monotonic()
 
     def on_candle(self, record: dict[str, Any], forecast: bool) -> list[dict[str, Any]]:
+        self.metrics.candle_consumed()
         added = self.history.add(record, self.interval_name)
+        if added is Added.DUPLICATE:
+            self.metrics.duplicate_dropped()
         if added is not Added.NEWEST or not forecast:
             if added in (Added.DUPLICATE, Added.NOT_FINAL, Added.OTHER_STREAM):
                 log.debug("candle skipped: %s", added.value)
             return []
         served = self.served
+        began = time.perf_counter()
         result = forecast_latest(served, self.history.contiguous_frame())
         if result is None:
             log.info(
@@ -146,6 +162,7 @@ class Forecaster:
                 extra={"rows": len(self.history.contiguous_frame()), "model": served.label},
             )
             return []
+        self.metrics.inference(time.perf_counter() - began)
         return forecast_records(
             result,
             symbol=self.options.spec.symbol,
@@ -160,6 +177,24 @@ class Forecaster:
 
 
 def run(options: PredictOptions, stop: threading.Event) -> None:
+    metrics = PredictorMetrics(options.spec.symbol)
+    ready = threading.Event()
+    # Up before Kafka and the model, so liveness probes see a process that is starting.
+    server = serve(metrics, options.metrics_port, ready.is_set) if options.metrics_port else None
+    try:
+        _serve_forecasts(options, metrics, ready, stop)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+def _serve_forecasts(
+    options: PredictOptions,
+    metrics: PredictorMetrics,
+    ready: threading.Event,
+    stop: threading.Event,
+) -> None:
     spec = options.spec
     candles_topic = topics.candles(spec.model.interval, spec.symbol)
     forecasts_topic = topics.forecasts(spec.symbol)
@@ -174,7 +209,7 @@ def run(options: PredictOptions, stop: threading.Event) -> None:
     if created:
         log.info("created topics", extra={"topics": created})
     registry = Registry(open_storage(options.registry, options.webhdfs_url))
-    forecaster = Forecaster(options, registry)
+    forecaster = Forecaster(options, registry, metrics)
     sink = (
         HdfsForecastSink(webhdfs_client(options.webhdfs_url), spec.sinks.hdfs.path)
         if spec.sinks.hdfs.enabled and options.webhdfs_url
@@ -198,6 +233,7 @@ def run(options: PredictOptions, stop: threading.Event) -> None:
         resume = seek_for_warmup(
             consumer, partitions, 2 * forecaster.history.capacity, options.backfill
         )
+        ready.set()
         log.info(
             "predictor ready",
             extra={"candles": candles_topic, "forecasts": forecasts_topic, "group": options.group},
@@ -236,6 +272,8 @@ def run(options: PredictOptions, stop: threading.Event) -> None:
                 sink.write(out)
             consumer.commit()
             if out:
+                newest = max(record["event_time"] for record in out)
+                metrics.forecasts_emitted(len(out), newest.timestamp())
                 log.info(
                     "forecasts sent",
                     extra={"records": len(out), "model": forecaster.served.label},
@@ -268,6 +306,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--poll-seconds", type=float, default=30.0, help="registry poll period")
     parser.add_argument("--schema-registry-url", help="use the ids of this schema registry")
+    parser.add_argument(
+        "--metrics-port", type=int, default=0, help="Prometheus metrics port (0: no endpoint)"
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -291,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         backfill=max(0, args.backfill),
         poll_seconds=args.poll_seconds,
         schema_registry_url=args.schema_registry_url,
+        metrics_port=max(0, args.metrics_port),
     )
     stop = stop_on_signals()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -100,8 +101,14 @@ class PrometheusEvents:
         self._metrics.dead_letters.labels(category).inc()
 
 
+class HasRegistry(Protocol):
+    """Metrics kept in one CollectorRegistry (the producer's, the predictor's)."""
+
+    registry: CollectorRegistry
+
+
 def serve(
-    metrics: ProducerMetrics,
+    metrics: HasRegistry,
     port: int,
     healthy: Callable[[], bool],
     host: str = "0.0.0.0",  # noqa: S104

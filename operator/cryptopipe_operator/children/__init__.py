@@ -67,7 +67,7 @@ def desired(pipeline: Pipeline, config: PlatformConfig) -> list[dict[str, Any]]:
     if not spec.suspend:  # suspending removes the SparkApplication; its checkpoint stays
         out.append(aggregator.build(pipeline, config))
     out += [training.build_job(pipeline, config), training.build_cronjob(pipeline, config)]
-    out.append(predictor.build(pipeline, config))
+    out += [predictor.build(pipeline, config), predictor.build_metrics_service(pipeline, config)]
     if spec.dashboard.enabled:
         out += [dashboard.build(pipeline, config), dashboard.build_service(pipeline, config)]
         ingress = dashboard.build_ingress(pipeline, config)

@@ -18,6 +18,7 @@ CONFIG_HASH = "cryptopipe.io/config-hash"
 SPEC_MOUNT = "/etc/cryptopipe"
 SPEC_FILE = f"{SPEC_MOUNT}/pipeline.yaml"
 PRODUCER_METRICS_PORT = 9108
+PREDICTOR_METRICS_PORT = 9110
 DASHBOARD_PORT = 8501
 
 
@@ -157,5 +158,28 @@ def deployment(
             "replicas": 0 if pipeline.spec.suspend else 1,
             "selector": {"matchLabels": selector(pipeline, component)},
             "template": template,
+        },
+    }
+
+
+def metrics_service(pipeline: Pipeline, name: str, component: str, port: int) -> dict[str, Any]:
+    """A Service in front of a component's container port named `metrics`, annotated for
+    Prometheus; the operator reads it through the API server's service proxy."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            **metadata(pipeline, name, component),
+            "annotations": {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(port),
+                "prometheus.io/path": "/metrics",
+            },
+        },
+        "spec": {
+            "selector": selector(pipeline, component),
+            "ports": [
+                {"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}
+            ],
         },
     }

@@ -1,4 +1,5 @@
-"""The predictor Deployment: reads candles, serves forecasts from the promoted model version."""
+"""The predictor Deployment (reads candles, serves forecasts from the promoted model version)
+and the Service that exposes its metrics (the operator reads the newest forecast time there)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ from typing import Any
 
 from cryptopipe_operator.children import training
 from cryptopipe_operator.children.common import (
+    PREDICTOR_METRICS_PORT,
     SPEC_FILE,
     Pipeline,
     container,
     deployment,
     digest,
+    metrics_service,
     pod_template,
 )
 from cryptopipe_operator.config import PlatformConfig
@@ -22,12 +25,17 @@ def name(pipeline: Pipeline) -> str:
     return pipeline.child(COMPONENT)
 
 
+def metrics_service_name(pipeline: Pipeline) -> str:
+    return pipeline.child("predictor-metrics")
+
+
 def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
     return [
         "--spec", SPEC_FILE,
         "--bootstrap-servers", config.kafka.bootstrap_servers,
         "--registry", training.registry_location(pipeline, config),
         "--hdfs-url", config.storage.hdfs_url,
+        "--metrics-port", str(PREDICTOR_METRICS_PORT),
     ]  # fmt: skip
 
 
@@ -37,7 +45,28 @@ def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
         COMPONENT, config.images.trainer, args(pipeline, config), spec.resources.predictor, config
     )
     main["command"] = ["cryptopipe-predict"]
+    main["ports"] = [{"name": "metrics", "containerPort": PREDICTOR_METRICS_PORT}]
+    # Importing TensorFlow and loading the model take a while on a busy node: the startup probe
+    # holds the liveness probe back until the endpoint answers.
+    main["startupProbe"] = {
+        "httpGet": {"path": "/healthz", "port": "metrics"},
+        "periodSeconds": 5,
+        "failureThreshold": 60,
+    }
+    main["livenessProbe"] = {
+        "httpGet": {"path": "/healthz", "port": "metrics"},
+        "periodSeconds": 10,
+        "failureThreshold": 6,
+    }
+    # Ready once it consumes its candle partitions.
+    main["readinessProbe"] = {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5}
     template = pod_template(
         pipeline, COMPONENT, [main], config, digest(spec.symbol, spec.model, spec.sinks.hdfs)
     )
     return deployment(pipeline, name(pipeline), COMPONENT, template)
+
+
+def build_metrics_service(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
+    return metrics_service(
+        pipeline, metrics_service_name(pipeline), COMPONENT, PREDICTOR_METRICS_PORT
+    )

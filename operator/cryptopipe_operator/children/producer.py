@@ -11,9 +11,8 @@ from cryptopipe_operator.children.common import (
     container,
     deployment,
     digest,
-    metadata,
+    metrics_service,
     pod_template,
-    selector,
 )
 from cryptopipe_operator.config import PlatformConfig
 
@@ -62,26 +61,6 @@ def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
 
 
 def build_metrics_service(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            **metadata(pipeline, metrics_service_name(pipeline), COMPONENT),
-            "annotations": {
-                "prometheus.io/scrape": "true",
-                "prometheus.io/port": str(PRODUCER_METRICS_PORT),
-                "prometheus.io/path": "/metrics",
-            },
-        },
-        "spec": {
-            "selector": selector(pipeline, COMPONENT),
-            "ports": [
-                {
-                    "name": "metrics",
-                    "port": PRODUCER_METRICS_PORT,
-                    "targetPort": "metrics",
-                    "protocol": "TCP",
-                }
-            ],
-        },
-    }
+    return metrics_service(
+        pipeline, metrics_service_name(pipeline), COMPONENT, PRODUCER_METRICS_PORT
+    )

@@ -15,7 +15,7 @@ References, same run, same API server: the Kubeflow spark-operator's published ~
 applications per minute, and `kubectl apply` of N plain ConfigMaps (one List, like the
 pipelines).
 
-    uv run python bench/operator.py [--pipelines N]
+    uv run python bench/operator_scale.py [--pipelines N]
 """
 
 # ruff: noqa: E402 - the import path is fixed first (below), then everything is imported

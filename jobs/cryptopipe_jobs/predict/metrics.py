@@ -1,0 +1,87 @@
+"""Prometheus metrics of the predictor; served with the producer's endpoint (/metrics, /healthz,
+/readyz: `producer.metrics.serve`).
+
+`cryptopipe_predictor_last_forecast_timestamp_seconds{symbol}` is the event time (the origin
+candle's) of the newest forecast Kafka acknowledged: the operator reads it into the pipeline's
+`status.lastForecastTime`, as it reads the producer's newest trade time into DataFresh.
+`cryptopipe_predictor_serving_info{symbol, model, kind}` names what serves now ("lstm-v0003",
+kind "model"; or a baseline's name, kind "baseline").
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+PREFIX = "cryptopipe_predictor"
+# One forecast: features over the kept history, the network (or a baseline's refit), the interval.
+INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1)
+
+
+class PredictorMetrics:
+    def __init__(self, symbol: str, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.symbol = symbol
+        self._candles = Counter(
+            f"{PREFIX}_candles_consumed",
+            "Candle records read from Kafka (final or not, duplicates included).",
+            ["symbol"],
+            registry=self.registry,
+        )
+        self._duplicates = Counter(
+            f"{PREFIX}_duplicates_dropped",
+            "Final candles dropped as already seen (same window_start).",
+            ["symbol"],
+            registry=self.registry,
+        )
+        self._forecasts = Counter(
+            f"{PREFIX}_forecasts_emitted",
+            "Forecast records acknowledged by Kafka (one per horizon step).",
+            ["symbol"],
+            registry=self.registry,
+        )
+        self._reloads = Counter(
+            f"{PREFIX}_model_reloads",
+            "Changes of what serves after the start (a newly promoted version, or a fallback).",
+            ["symbol"],
+            registry=self.registry,
+        )
+        self._inference = Histogram(
+            f"{PREFIX}_inference_seconds",
+            "Wall time of one forecast from the kept history.",
+            ["symbol"],
+            buckets=INFERENCE_BUCKETS,
+            registry=self.registry,
+        )
+        self._last_forecast = Gauge(
+            f"{PREFIX}_last_forecast_timestamp_seconds",
+            "Event time of the newest forecast acknowledged by Kafka (Unix time).",
+            ["symbol"],
+            registry=self.registry,
+        )
+        self._serving = Info(
+            f"{PREFIX}_serving",
+            "What serves the forecasts: a model version or a baseline.",
+            ["symbol"],
+            registry=self.registry,
+        )
+        # Zero-valued series from the start, so a scrape shows them before the first event.
+        for counter in (self._candles, self._duplicates, self._forecasts, self._reloads):
+            counter.labels(symbol)
+
+    def candle_consumed(self) -> None:
+        self._candles.labels(self.symbol).inc()
+
+    def duplicate_dropped(self) -> None:
+        self._duplicates.labels(self.symbol).inc()
+
+    def inference(self, seconds: float) -> None:
+        self._inference.labels(self.symbol).observe(seconds)
+
+    def forecasts_emitted(self, count: int, event_time: float) -> None:
+        self._forecasts.labels(self.symbol).inc(count)
+        self._last_forecast.labels(self.symbol).set(event_time)
+
+    def serving(self, model: str, kind: str, reload: bool) -> None:
+        self._serving.labels(self.symbol).info({"model": model, "kind": kind})
+        if reload:
+            self._reloads.labels(self.symbol).inc()
