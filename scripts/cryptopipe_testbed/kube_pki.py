@@ -6,6 +6,7 @@ is missing, and a certificate whose file is missing gets a fresh key as well.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,12 +82,11 @@ def ensure(root: Path, server: str, advertise_ip: str) -> Pki:
     root.chmod(0o700)
     _ca(pki, "ca", "cryptopipe-testbed-ca")
     _ca(pki, "front-proxy-ca", "cryptopipe-testbed-front-proxy-ca")
+    apiserver_ips = ("127.0.0.1", SERVICE_IP, advertise_ip)
+    if pki.crt("apiserver").exists() and not _has_ip_sans(pki.crt("apiserver"), apiserver_ips):
+        pki.crt("apiserver").unlink()  # made for another advertise address: issue it again
     _serving(
-        pki,
-        "apiserver",
-        "kube-apiserver",
-        ips=("127.0.0.1", SERVICE_IP, advertise_ip),
-        names=("localhost", *SERVICE_NAMES),
+        pki, "apiserver", "kube-apiserver", ips=apiserver_ips, names=("localhost", *SERVICE_NAMES)
     )
     for client in (*CLIENTS, KUBELET_CLIENT):
         _client(pki, client, "ca")
@@ -104,6 +104,44 @@ def ensure(root: Path, server: str, advertise_ip: str) -> Pki:
                 key=pki.key(client.name),
             )
     return pki
+
+
+def ensure_node(root: Path, server: str, node_name: str, node_ip: str) -> Pki:
+    """The real node's certificates (under the control plane's CA) and its kubeconfigs: the
+    kubelet as `system:node:<name>` (the Node authorizer's identity), with a serving
+    certificate for its address, and kube-proxy as `system:kube-proxy` (system:node-proxier)."""
+    pki = Pki(root)
+    clients = (
+        ClientCert("kubelet", f"system:node:{node_name}", ("system:nodes",)),
+        ClientCert("kube-proxy", "system:kube-proxy"),
+    )
+    serving = pki.crt("kubelet-serving")
+    if serving.exists() and not _has_ip_sans(serving, (node_ip,)):
+        serving.unlink()
+    _serving(pki, "kubelet-serving", f"system:node:{node_name}", ips=(node_ip,), names=(node_name,))
+    for client in clients:
+        _client(pki, client, "ca")
+        path = pki.kubeconfig(client.name)
+        if not path.exists():
+            write_kubeconfig(
+                path,
+                server,
+                pki.ca,
+                client.user,
+                cert=pki.crt(client.name),
+                key=pki.key(client.name),
+            )
+    return pki
+
+
+def _has_ip_sans(cert: Path, ips: Sequence[str]) -> bool:
+    shown = subprocess.run(
+        ["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(cert)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return all(f"IP Address:{ip}" in shown for ip in ips)
 
 
 def _openssl(args: Sequence[str]) -> None:

@@ -33,6 +33,7 @@ SPARK_CRDS = (
 STRIMZI_CRDS = {
     "io.strimzi.api.kafka.model.kafka.Kafka": "040-Crd-kafka.yaml",
     "io.strimzi.api.kafka.model.topic.KafkaTopic": "043-Crd-kafkatopic.yaml",
+    "io.strimzi.api.kafka.model.nodepool.KafkaNodePool": "045-Crd-kafkanodepool.yaml",
 }
 # The generator's arguments from io.strimzi:api's pom.xml (exec-maven-plugin, generate-crds).
 STRIMZI_GENERATOR_ARGS = (
@@ -129,7 +130,7 @@ def crd_files() -> list[Path]:
     """Paths of the upstream CRD YAML files (SparkApplication, Kafka, KafkaTopic, ...)."""
     dest = cache_dir()
     names = [*SPARK_CRDS, *STRIMZI_CRDS.values()]
-    if not (dest / MARKER).exists():
+    if not (dest / MARKER).exists() or not all((dest / name).is_file() for name in names):
         staging = dest.with_name(dest.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)

@@ -218,7 +218,8 @@ def test_pod_without_toleration_stays_off_the_fake_node(kube: Kube, namespace: s
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "plain"},
-        "spec": {"containers": CONTAINERS},
+        # It asks for the fake node but lacks the toleration (the real node would take it).
+        "spec": {"nodeSelector": dict([FAKE_NODE_LABEL]), "containers": CONTAINERS},
     }
     kube.apply(pod, namespace=namespace)
 

@@ -46,7 +46,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "cryptopipe-operator.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- include "cryptopipe-operator.withRegistry" (list . (printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag))) }}
+{{- end }}
+
+{{/* An image reference under image.registry: include "cryptopipe-operator.withRegistry" (list . "repo:tag") */}}
+{{- define "cryptopipe-operator.withRegistry" -}}
+{{- $registry := (index . 0).Values.image.registry }}
+{{- if $registry }}{{ printf "%s/%s" $registry (index . 1) }}{{ else }}{{ index . 1 }}{{ end }}
 {{- end }}
 
 {{/*
@@ -91,7 +97,8 @@ the verbs it uses (list to read children, create/patch for server-side apply, de
   verbs: [create]
 {{- if .Values.platform.freshness.enabled }}
 - apiGroups: [""]
-  # DataFresh: the producer's /metrics through the API server's service proxy.
+  # DataFresh and lastForecastTime: the producer's and predictor's /metrics through the
+  # API server's service proxy.
   resources: [services/proxy]
   verbs: [get]
 {{- end }}
@@ -100,6 +107,11 @@ the verbs it uses (list to read children, create/patch for server-side apply, de
 {{/* The operator's config file, from .Values.platform. */}}
 {{- define "cryptopipe-operator.config" -}}
 {{- $platform := deepCopy .Values.platform }}
+{{- $images := dict "pullPolicy" .Values.platform.images.pullPolicy }}
+{{- range $name, $ref := omit .Values.platform.images "pullPolicy" }}
+{{- $_ := set $images $name (include "cryptopipe-operator.withRegistry" (list $ $ref)) }}
+{{- end }}
+{{- $_ := set $platform "images" $images }}
 {{- $_ := set $platform "resyncSeconds" .Values.operator.resyncSeconds }}
 {{- toYaml $platform }}
 {{- end }}

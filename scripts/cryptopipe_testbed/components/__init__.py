@@ -5,8 +5,10 @@ from __future__ import annotations
 from cryptopipe_testbed.components.base import Component
 from cryptopipe_testbed.components.hdfs import Hdfs
 from cryptopipe_testbed.components.hive import HiveMetastore
+from cryptopipe_testbed.components.images import Images
 from cryptopipe_testbed.components.kafka import Kafka
 from cryptopipe_testbed.components.kube import Kubernetes
+from cryptopipe_testbed.components.node import Node
 from cryptopipe_testbed.components.postgres import Postgres
 from cryptopipe_testbed.components.registry import SchemaRegistry
 from cryptopipe_testbed.components.spark import Spark
@@ -18,7 +20,9 @@ ALL: tuple[Component, ...] = (
     Postgres(),
     HiveMetastore(),
     Kubernetes(),
+    Node(),
     SchemaRegistry(),
+    Images(),
 )
 BY_NAME: dict[str, Component] = {component.name: component for component in ALL}
 

@@ -1,4 +1,7 @@
-"""Kubernetes: etcd, the control plane and a kwok fake node, all on 127.0.0.1.
+"""Kubernetes: etcd, the control plane and a kwok fake node, reached on 127.0.0.1.
+
+kube-apiserver listens on every address and advertises the real node's address (`node`), so
+pods on that node reach it through the `kubernetes` Service.
 
 The fake node `kwok-node-0` carries the label `type=kwok` and the taint
 `kwok.x-k8s.io/node=fake:NoSchedule`: pods land on it only when they tolerate that taint
@@ -16,7 +19,7 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptopipe_testbed import kube_build, kube_pki, paths, process, versions
+from cryptopipe_testbed import kube_build, kube_pki, kubeconform, paths, process, versions
 from cryptopipe_testbed.components.base import Component, Health
 
 HOST = "127.0.0.1"
@@ -25,9 +28,12 @@ ETCD_PEER_PORT = 12380
 APISERVER_PORT = 16443
 CONTROLLER_MANAGER_PORT = 20257
 SCHEDULER_PORT = 20259
-# The API server refuses to advertise loopback; this documentation address (RFC 5737) is
-# only advertised (as the `kubernetes` Service endpoint), never bound.
-ADVERTISE_IP = "192.0.2.10"
+# The real node's address, on a bridge `scripts/testbed up node` creates (components/node.py).
+# The API server listens on every IPv4 address, so clients keep using 127.0.0.1 and pods reach
+# it at this address through the `kubernetes` Service (it refuses to advertise loopback).
+NODE_IP = "10.242.0.1"
+ADVERTISE_IP = NODE_IP
+BIND_ADDRESS = "0.0.0.0"  # noqa: S104
 SERVICE_CIDR = "10.96.0.0/12"
 CLUSTER_CIDR = "10.244.0.0/16"
 SERVER = f"https://{HOST}:{APISERVER_PORT}"
@@ -162,6 +168,7 @@ class Kubernetes(Component):
 
     def install(self) -> None:
         kube_build.build_all()
+        kubeconform.install()
         self._link_binaries()
 
     def _link_binaries(self) -> None:
@@ -172,6 +179,7 @@ class Kubernetes(Component):
             kube_build.etcd_bin(),
             kube_build.kwok_bin(),
             kube_build.helm_bin(),
+            kubeconform.bin_path().parent,
         ]
         for binary in (path for source in sources for path in source.iterdir()):
             link = folder / binary.name
@@ -220,7 +228,7 @@ class Kubernetes(Component):
         return [
             str(kube_build.kube_bin() / "kube-apiserver"),
             f"--etcd-servers={ETCD_URL}",
-            f"--bind-address={HOST}",
+            f"--bind-address={BIND_ADDRESS}",
             f"--secure-port={APISERVER_PORT}",
             f"--advertise-address={ADVERTISE_IP}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
@@ -229,6 +237,9 @@ class Kubernetes(Component):
             f"--client-ca-file={certs.ca}",
             f"--kubelet-client-certificate={certs.crt(kube_pki.KUBELET_CLIENT.name)}",
             f"--kubelet-client-key={certs.key(kube_pki.KUBELET_CLIENT.name)}",
+            f"--kubelet-certificate-authority={certs.ca}",
+            # A node's hostname resolves nowhere here; its InternalIP is the node address.
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={certs.sa_public}",
             f"--service-account-signing-key-file={certs.sa_private}",
@@ -356,4 +367,5 @@ class Kubernetes(Component):
             "CRYPTOPIPE_KUBE_BIN": str(bin_dir()),
             "CRYPTOPIPE_KUBECTL": str(kubectl_path()),
             "CRYPTOPIPE_HELM": str(helm_path()),
+            "CRYPTOPIPE_KUBECONFORM": str(kubeconform.bin_path()),
         }

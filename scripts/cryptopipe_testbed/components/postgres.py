@@ -42,9 +42,17 @@ class Postgres(Component):
             )
         log = paths.log_dir() / "install-postgres.log"
         env = {"DEBIAN_FRONTEND": "noninteractive"}
-        process.run(["apt-get", "update"], log=log, env=env)
+        wait = ["-o", "DPkg::Lock::Timeout=600"]  # the images or node install may run apt-get too
+        process.run(["apt-get", *wait, "update"], log=log, env=env)
         process.run(
-            ["apt-get", "install", "-y", "--no-install-recommends", f"postgresql-{self.version}"],
+            [
+                "apt-get",
+                *wait,
+                "install",
+                "-y",
+                "--no-install-recommends",
+                f"postgresql-{self.version}",
+            ],
             log=log,
             env=env,
         )

@@ -1,0 +1,118 @@
+"""scripts/cluster: arguments, the plain message when kind is missing, and the exact commands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "cluster"
+
+
+def cluster(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": path if path is not None else os.environ["PATH"]}
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def commands(output: str) -> list[str]:
+    return [line.strip()[2:] for line in output.splitlines() if line.strip().startswith("$ ")]
+
+
+def test_unknown_action_and_both_providers_are_refused() -> None:
+    assert cluster("sideways").returncode == 2
+    both = cluster("up", "--kind", "--minikube")
+    assert both.returncode == 2
+    assert "not allowed with argument" in both.stderr
+
+
+def test_says_plainly_that_kind_is_not_installed(tmp_path: Path) -> None:
+    for tool in ("kubectl", "helm", "podman"):  # everything but kind
+        fake = tmp_path / tool
+        fake.write_text("#!/bin/sh\nexit 0\n")
+        fake.chmod(0o755)
+    result = cluster("up", "--kind", path=str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "kind is not installed; install it first: "
+        "https://kind.sigs.k8s.io/docs/user/quick-start/#installation"
+    ]
+    assert result.stdout == ""
+
+
+def test_minikube_missing_names_minikube(tmp_path: Path) -> None:
+    result = cluster("down", "--minikube", path=str(tmp_path))
+    assert result.returncode == 2
+    assert "minikube is not installed" in result.stderr
+    assert "kubectl is not installed" in result.stderr
+
+
+def test_dry_run_up_on_kind_prints_the_exact_commands_in_order() -> None:
+    result = cluster("up", "--kind", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    steps = commands(result.stdout)
+    platform_chart = str(ROOT / "charts" / "cryptopipe-platform")
+    assert steps[0] == "kind get clusters"
+    assert steps[1] == "kind create cluster --name cryptopipe --config - <<EOF"
+    assert 'node-labels: "ingress-ready=true"' in result.stdout
+    assert steps[2] == f"{ROOT}/scripts/images build"
+    assert steps[3].startswith("podman save --format docker-archive -o ")
+    assert steps[3].endswith("/operator.tar localhost/cryptopipe/operator:0.1.0")
+    loads = [s for s in steps if s.startswith("kind load image-archive")]
+    assert len(loads) == 7 and all(s.endswith("--name cryptopipe") for s in loads)
+    assert any("hive-metastore.tar" in s for s in loads)
+    expected_in_order = [
+        "kubectl --context=kind-cryptopipe apply -f https://raw.githubusercontent.com/kubernetes/"
+        "ingress-nginx/controller-v1.13.3/deploy/static/provider/kind/deploy.yaml",
+        "helm --kube-context=kind-cryptopipe repo add --force-update strimzi "
+        "https://strimzi.io/charts/",
+        "helm --kube-context=kind-cryptopipe upgrade --install strimzi "
+        "strimzi/strimzi-kafka-operator --version 1.2.0 -n strimzi --create-namespace "
+        "--set 'watchNamespaces={cryptopipe}' --wait --timeout=10m",
+        "helm --kube-context=kind-cryptopipe upgrade --install spark-operator "
+        "spark-operator/spark-operator --version 2.5.0 -n spark-operator --create-namespace "
+        "--set 'spark.jobNamespaces={cryptopipe}' --set webhook.enable=true --wait --timeout=10m",
+        f"helm --kube-context=kind-cryptopipe upgrade --install cryptopipe-platform "
+        f"{platform_chart} -n cryptopipe --create-namespace -f "
+        f"{platform_chart}/values-kind.yaml --wait --timeout=15m",
+        "kubectl --context=kind-cryptopipe -n cryptopipe wait kafka/cryptopipe "
+        "--for=condition=Ready --timeout=15m",
+    ]
+    positions = [steps.index(step) for step in expected_in_order]
+    assert positions == sorted(positions)
+    last = steps[-1]
+    assert last.startswith(
+        "helm --kube-context=kind-cryptopipe upgrade --install cryptopipe-operator"
+    )
+    assert "operator-values.yaml" in last
+    assert "Ready. Next:" in result.stdout and "examples/btcusdt.yaml" in result.stdout
+
+
+def test_dry_run_on_minikube_loads_with_minikube_and_enables_its_ingress() -> None:
+    result = cluster("up", "--minikube", "--dry-run", "--name", "lab", "--namespace", "crypto")
+    steps = commands(result.stdout)
+    assert steps[0] == "minikube start -p lab --cpus=4 --memory=8g --disk-size=40g"
+    assert any(s.startswith("minikube -p lab image load ") for s in steps)
+    assert "minikube -p lab addons enable ingress" in steps
+    assert not any(s.startswith("kind ") for s in steps)
+    assert any(s.endswith("values-minikube.yaml --wait --timeout=15m") for s in steps)
+    assert any("'spark.jobNamespaces={crypto}'" in s for s in steps)
+
+
+def test_dry_run_down_removes_every_release() -> None:
+    steps = commands(cluster("down", "--dry-run", "--delete-cluster").stdout)
+    uninstalled = [s.split()[3] for s in steps if " uninstall " in s]
+    assert uninstalled == [
+        "cryptopipe-operator",
+        "cryptopipe-platform",
+        "spark-operator",
+        "strimzi",
+    ]
+    assert steps[-1] == "kind delete cluster --name cryptopipe"
