@@ -45,6 +45,9 @@ class Options:
     data: str | None
     state: Path
     repo: Path
+    dashboard_port: int = DASHBOARD_PORT
+    producer_metrics_port: int = PRODUCER_METRICS_PORT  # 0 turns an endpoint off
+    aggregator_metrics_port: int = AGGREGATOR_METRICS_PORT
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def producer(options: Options, endpoints: Endpoints) -> Stage:
     ]
     for symbol in options.symbols:
         argv += ["--spec", str(spec_path(options, symbol))]
-    argv += ["--metrics-port", str(PRODUCER_METRICS_PORT)]
+    argv += ["--metrics-port", str(options.producer_metrics_port)]
     if options.data:
         argv += ["--data", options.data]
     return Stage("producer", argv)
@@ -129,7 +132,7 @@ def aggregator(options: Options, endpoints: Endpoints) -> Stage:
         "--hdfs-url", endpoints.hdfs_url,
         "--metastore-uri", endpoints.metastore_uri,
         "--jars", endpoints.spark_jars,
-        "--metrics-port", str(AGGREGATOR_METRICS_PORT),
+        "--metrics-port", str(options.aggregator_metrics_port),
         # One checkpoint per set of symbols: a streaming query cannot change its sources.
         "--checkpoint", checkpoint(options, endpoints),
     ]  # fmt: skip
@@ -167,7 +170,7 @@ def dashboard(options: Options, endpoints: Endpoints) -> Stage:
     app = options.repo / "dashboard" / "cryptopipe_dashboard" / "app.py"
     argv = [
         *_cli("streamlit"), "run", str(app),
-        "--server.address", "127.0.0.1", "--server.port", str(DASHBOARD_PORT),
+        "--server.address", "127.0.0.1", "--server.port", str(options.dashboard_port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
         "--",
         "--kafka-bootstrap", endpoints.kafka_bootstrap,

@@ -2,6 +2,7 @@
 training -> forecasts -> dashboard at http://127.0.0.1:8501.
 
     scripts/run-local [--symbols BTCUSDT] [--live] [--data PATH] [--until-first-forecast]
+        [--state DIR] [--dashboard-port 8501] [--metrics-ports 9108,9109]
 
 Ctrl-C stops every process it started (the test bed components too, if it started them).
 Running it again resumes: the producer continues after the last trade in Kafka, Spark from
@@ -218,11 +219,10 @@ def run(options: plan.Options, until_first_forecast: bool) -> int:
         forecasts_topic = topics.forecasts(symbol)
         wait_for("first forecast", lambda: end_offset(endpoints.kafka_bootstrap, forecasts_topic),
                  lambda n: n > 0, supervisor, None, finished, timeout=900)  # fmt: skip
-        _wait_http(f"http://127.0.0.1:{plan.DASHBOARD_PORT}/_stcore/health", supervisor, finished)
+        address = f"http://127.0.0.1:{options.dashboard_port}"
+        _wait_http(f"{address}/_stcore/health", supervisor, finished)
         seconds = time.monotonic() - began
-        say(
-            f"first forecast after {seconds:.0f} s. Dashboard: http://127.0.0.1:{plan.DASHBOARD_PORT}"
-        )
+        say(f"first forecast after {seconds:.0f} s. Dashboard: {address}")
         (options.state / "last-run.json").write_text(
             json.dumps({"seconds_to_first_forecast": round(seconds, 1)})
         )
@@ -289,14 +289,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--until-first-forecast", action="store_true", help="stop once the first forecast exists"
     )
+    parser.add_argument(
+        "--dashboard-port", type=int, default=plan.DASHBOARD_PORT, help="on 127.0.0.1"
+    )
+    parser.add_argument(
+        "--metrics-ports",
+        type=_port_pair,
+        default=(plan.PRODUCER_METRICS_PORT, plan.AGGREGATOR_METRICS_PORT),
+        metavar="PRODUCER,AGGREGATOR",
+        help="Prometheus ports of the producer and the aggregator (0 turns one off)",
+    )
     args = parser.parse_args(argv)
     repo = Path(__file__).resolve().parents[3]
     options = plan.Options(
         symbols=[s.strip().upper() for s in args.symbols.split(",") if s.strip()],
         live=args.live, data=args.data, state=args.state, repo=repo,
+        dashboard_port=args.dashboard_port,
+        producer_metrics_port=args.metrics_ports[0], aggregator_metrics_port=args.metrics_ports[1],
     )  # fmt: skip
     signal.signal(signal.SIGTERM, _interrupt)
     return run(options, args.until_first_forecast)
+
+
+def _port_pair(text: str) -> tuple[int, int]:
+    producer, _, aggregator = text.partition(",")
+    try:
+        return int(producer), int(aggregator)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not two ports such as 9108,9109") from None
 
 
 def _interrupt(signum: int, frame: object) -> None:
