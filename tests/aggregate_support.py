@@ -14,15 +14,17 @@ import math
 import random
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
+from pyspark.sql import SparkSession
 
 from cryptopipe_jobs.aggregate.durations import to_millis
+from cryptopipe_jobs.sinks.hadoop_fs import HadoopFs
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.avro_schemas import SchemaName
 from cryptopipe_schemas.codec import decode, encode, encode_key
@@ -42,6 +44,37 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 2) -> 
         )
     finally:
         admin.close()
+
+
+def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        doomed = sorted(set(names) & set(admin.list_topics()))
+        if doomed:
+            admin.delete_topics(doomed, timeout_ms=30_000)
+    finally:
+        admin.close()
+
+
+@dataclass
+class Scratch:
+    """What a test creates on the shared test bed (topics, HDFS folders, Hive databases), to be
+    removed when it ends, passed or failed."""
+
+    spark: SparkSession
+    bootstrap: str
+    topics: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    databases: list[str] = field(default_factory=list)
+
+    def cleanup(self) -> None:
+        for database in self.databases:
+            self.spark.sql(f"DROP DATABASE IF EXISTS {database} CASCADE")
+        fs = HadoopFs(self.spark, "/")
+        for path in self.paths:
+            if fs.exists(path):
+                fs.delete(path)
+        delete_topics(self.bootstrap, self.topics)
 
 
 def utc(ms: int) -> dt.datetime:
@@ -232,6 +265,11 @@ def as_utc(value: Any) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+def absent(value: Any) -> bool:
+    """None, or the NaN pandas puts in its place in a column of floats."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def keyed(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str, dt.datetime], dict[str, Any]]:
     out = {}
     for row in rows:
@@ -256,8 +294,8 @@ def mismatches(actual: Iterable[dict[str, Any]], expected: pd.DataFrame) -> list
             problems.append(f"{key} not final")
         for name in NUMERIC:
             x, y = a[name], e[name]
-            if (x is None) != (y is None) or (
-                x is not None and not math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9)
+            if absent(x) != absent(y) or (
+                not absent(x) and not math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9)
             ):
                 problems.append(f"{key} {name} {x} != {y}")
     return problems

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from aggregate_support import (
     Reference,
+    Scratch,
     TradeStream,
     consume_all,
     create_topics,
@@ -91,7 +92,6 @@ def aggregated(
     symbols = unique_symbols(3)
     tag = f"agg_{uuid.uuid4().hex[:8]}"
     specs = [make_spec(symbol, tag) for symbol in symbols]
-    create_topics(kafka_bootstrap, [topics.trades(s) for s in symbols])
     options = aggregate_main.AggregateOptions(
         specs=specs,
         bootstrap_servers=kafka_bootstrap,
@@ -99,17 +99,24 @@ def aggregated(
         metastore_uri=spark_env["CRYPTOPIPE_HIVE_METASTORE_URI"],
         available_now=True,
     )
-    apply_ddl(spark, ROOT / "hive", ddl_variables(specs[0], options.hdfs_url))
-    aggregate_main.ensure_candle_topics(options)
-    stream = random_stream(rng, symbols, phases=4, watermark_ms=20_000)
-    progress = []
-    for index, phase in enumerate(stream.phases):
-        produce(
-            kafka_bootstrap, phase, garbage=stream.garbage if index == 1 else 0, symbol=symbols[0]
-        )
-        progress += run_phase(spark, options)
-    batches = [figures(p) for p in progress]
+    scratch = Scratch(
+        spark,
+        kafka_bootstrap,
+        topics=[*(topics.trades(s) for s in symbols), *aggregate_main.candle_topics(options)],
+        paths=[options.base],
+        databases=[tag],
+    )
     try:
+        create_topics(kafka_bootstrap, [topics.trades(s) for s in symbols])
+        apply_ddl(spark, ROOT / "hive", ddl_variables(specs[0], options.hdfs_url))
+        aggregate_main.ensure_candle_topics(options)
+        stream = random_stream(rng, symbols, phases=4, watermark_ms=20_000)
+        progress = []
+        for index, phase in enumerate(stream.phases):
+            garbage = stream.garbage if index == 1 else 0
+            produce(kafka_bootstrap, phase, garbage=garbage, symbol=symbols[0])
+            progress += run_phase(spark, options)
+        batches = [figures(p) for p in progress]
         yield Aggregated(
             options=options,
             stream=stream,
@@ -120,7 +127,7 @@ def aggregated(
             seed=seed,
         )
     finally:
-        spark.sql(f"DROP DATABASE IF EXISTS {tag} CASCADE")
+        scratch.cleanup()
 
 
 def parquet_rows(

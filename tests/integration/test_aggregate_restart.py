@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from aggregate_support import (
+    Scratch,
     as_utc,
     create_topics,
     mismatches,
@@ -82,17 +83,32 @@ class Driver:
         return self.log.read_text(errors="replace")[-4000:]
 
 
+@pytest.fixture
+def scratch(spark: SparkSession, kafka_bootstrap: str) -> Iterator[Scratch]:
+    created = Scratch(spark, kafka_bootstrap)
+    yield created
+    created.cleanup()
+
+
 def test_sigkill_mid_batch_and_restart_keeps_every_candle_once(
     spark: SparkSession,
     spark_env: dict[str, str],
     kafka_bootstrap: str,
     sheets: SheetsServer,
+    scratch: Scratch,
     tmp_path: Path,
 ) -> None:
     seed = int(time.time())
     rng = random.Random(seed)
     symbols = unique_symbols(2)
     tag = f"agg_restart_{uuid.uuid4().hex[:8]}"
+    scratch.databases.append(tag)
+    scratch.paths.append(f"/it/{tag}")
+    scratch.topics += [
+        name
+        for symbol in symbols
+        for name in (topics.trades(symbol), *(topics.candles(i, symbol) for i in INTERVALS))
+    ]
     spec = parse_spec(
         {
             "symbol": symbols[0],
@@ -248,4 +264,3 @@ def test_sigkill_mid_batch_and_restart_keeps_every_candle_once(
         if line.startswith("{") and '"message": "batch"' in line
     ]
     assert batches and all(b["late_trades"] == 0 for b in batches)
-    spark.sql(f"DROP DATABASE IF EXISTS {tag} CASCADE")

@@ -10,9 +10,11 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections.abc import Iterator
 
 import pyarrow.parquet as pq
 import pytest
+from aggregate_support import Scratch
 from hdfs import InsecureClient
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
@@ -24,8 +26,10 @@ MESSAGES = 50
 
 
 @pytest.fixture
-def filled_topic(kafka_bootstrap: str) -> str:
+def filled_topic(spark: SparkSession, kafka_bootstrap: str) -> Iterator[str]:
+    """A topic of MESSAGES records; the topic and the test's /smoke/<topic> folder go after."""
     topic = f"smoke.spark.{uuid.uuid4().hex[:8]}"
+    scratch = Scratch(spark, kafka_bootstrap, topics=[topic], paths=[f"/smoke/{topic}"])
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
@@ -34,7 +38,8 @@ def filled_topic(kafka_bootstrap: str) -> str:
     producer.flush(timeout=30)
     producer.close()
     admin.close()
-    return topic
+    yield topic
+    scratch.cleanup()
 
 
 def test_structured_streaming_from_kafka_to_parquet_on_hdfs(

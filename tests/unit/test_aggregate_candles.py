@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import random
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from aggregate_support import mismatches, random_stream, reference
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
-from cryptopipe_jobs.aggregate import candles
+from cryptopipe_jobs.aggregate import candles, pipeline
 from cryptopipe_jobs.aggregate.durations import spark_delay, to_millis
 from cryptopipe_jobs.spark_session import SparkSettings, create_session
 
@@ -47,21 +48,13 @@ def trade(
 
 
 def aggregate(
-    spark: SparkSession, rows: list[tuple[object, ...]], interval: str
+    spark: SparkSession, rows: list[tuple[object, ...]], *intervals: str
 ) -> list[dict[str, Any]]:
+    """The job's plan (base windows, then every interval) on a batch of trades."""
     frame: DataFrame = spark.createDataFrame(rows, SCHEMA)
-    ms = to_millis(interval)
-    exploded = frame.withColumn("spec", F.explode(candles.interval_rows([(interval, ms)]))).select(
-        "*", "spec.interval", "spec.interval_ms"
-    )
-    grouped = exploded.withColumn(
-        "window_end", candles.window_end(F.col("event_time"), F.col("interval_ms"))
-    ).groupBy("symbol", "interval", "interval_ms", "window_end")
-    result = grouped.agg(*candles.aggregations()).select(
-        *candles.candle_columns(F.col("interval_ms"), F.lit(at(999)).cast("timestamp"))
-    )
+    result = pipeline.candle_stream(frame, pipeline.AggregateSettings(list(intervals), "1s"))
     assert tuple(result.columns) == candles.CANDLE_FIELDS
-    return [row.asDict() for row in result.orderBy("window_start").collect()]
+    return [row.asDict() for row in result.orderBy("interval", "window_start").collect()]
 
 
 def test_open_and_close_follow_event_time_then_trade_id_not_input_order(
@@ -100,6 +93,58 @@ def test_realized_volatility_of_consecutive_log_returns(local_spark: SparkSessio
     (candle,) = aggregate(local_spark, rows, "1m")
     expected = math.sqrt(math.log(110 / 100) ** 2 + math.log(121 / 110) ** 2)
     assert candle["realized_volatility"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_volatility_of_a_coarser_window_spans_its_sub_windows(local_spark: SparkSession) -> None:
+    # Two 1m sub-windows of the 2m window; the return from 100 (at 59 s) to 110 (at 60 s)
+    # crosses their boundary, and the 2m window has no 1m window to itself at all.
+    rows = [trade(1, 0, "90"), trade(2, 59, "100"), trade(3, 60, "110"), trade(4, 119, "121")]
+    one_minute, two_minutes = (
+        [c for c in aggregate(local_spark, rows, "1m", "2m") if c["interval"] == name]
+        for name in ("1m", "2m")
+    )
+    assert [c["realized_volatility"] for c in one_minute] == pytest.approx(
+        [math.log(100 / 90), math.log(121 / 110)], rel=1e-12
+    )
+    (candle,) = two_minutes
+    expected = math.sqrt(sum(math.log(b / a) ** 2 for a, b in [(90, 100), (100, 110), (110, 121)]))
+    assert candle["realized_volatility"] == pytest.approx(expected, rel=1e-12)
+    assert (candle["open"], candle["close"], candle["trade_count"]) == (90.0, 121.0, 4)
+
+
+def test_base_window_is_the_common_divisor_of_the_intervals() -> None:
+    assert candles.base_interval_ms([60_000, 300_000, 3_600_000]) == 60_000
+    assert candles.base_interval_ms([120_000, 180_000]) == 60_000
+    assert candles.base_interval_ms([1_000]) == 1_000
+
+
+@pytest.mark.parametrize("intervals", [["30s", "1m", "5m"], ["7s", "2m", "3m"]])
+def test_every_interval_equals_an_independent_pandas_computation(
+    local_spark: SparkSession, intervals: list[str]
+) -> None:
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    stream = random_stream(rng, ["BTCUSDT", "ETHUSDT"], phases=1, watermark_ms=0, span_ms=900_000)
+    (phase,) = stream.phases
+    expected = reference(stream, intervals, "1ms")
+    rows: list[tuple[object, ...]] = [
+        (
+            t["symbol"],
+            t["trade_id"],
+            t["price"],
+            t["quantity"],
+            t["buyer_is_maker"],
+            t["event_time"],
+        )
+        for t in phase
+    ]
+    final = [
+        c
+        for c in aggregate(local_spark, rows, *intervals)
+        if c["window_end"].replace(tzinfo=dt.UTC).timestamp() * 1000 <= expected.final_watermark_ms
+    ]
+    assert len(expected.candles) > 10
+    assert mismatches(final, expected.candles) == [], f"seed {seed}"
 
 
 def test_one_trade_has_no_volatility(local_spark: SparkSession) -> None:

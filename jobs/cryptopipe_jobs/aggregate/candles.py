@@ -1,21 +1,37 @@
 """Candle column expressions: pure functions of columns, unit-tested on a local SparkSession.
 
-The input is one row per (trade, interval) with the trade's columns plus `interval` and
-`interval_ms`; grouping by (symbol, interval, window) and applying `aggregations()` followed by
-`candle_columns()` yields rows of the Candle Avro schema.
+Candles are built in two aggregations so that only the finest windows ever see single trades:
+
+1. Trades are grouped into base windows (the greatest common divisor of the spec's intervals;
+   epoch-aligned, so every window of every interval is a union of whole base windows):
+   `sub_window_aggregations()` then `sub_window_columns()` give one summary per base window.
+2. Summaries are grouped into the windows of every interval: `window_aggregations()` then
+   `candle_columns()` give rows of the Candle Avro schema.
+
+Every figure merges exactly: open and close are the first and last trade by (event time, trade
+id) over the sub-windows, high and low their max and min, volumes and counts their sums (exact
+decimals until the end), VWAP = quote / base volume, and the realized variance is the sum of
+the sub-windows' in-window variances plus the squared log returns across each boundary between
+consecutive non-empty sub-windows, log(open_k+1 / close_k): exactly the sum over consecutive
+trades of the whole window.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from functools import reduce
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from cryptopipe_schemas.avro_schemas import SchemaName, schema_json
 
-# The order that decides open and close: event time, then trade id (never arrival order).
+# Per base window: its trades in (event time, trade id, price) order, only while it is open.
 _ORDERED = "ordered"
+# Per window: its non-empty sub-windows' (first, last) trades, to add the boundary returns.
+_SUBS = "subs"
+_VARIANCE = "variance_within"
 
 
 def window_start(event_time: Column, interval_ms: Column) -> Column:
@@ -28,8 +44,13 @@ def window_end(event_time: Column, interval_ms: Column) -> Column:
     return F.timestamp_millis(F.unix_millis(window_start(event_time, interval_ms)) + interval_ms)
 
 
+def base_interval_ms(intervals_ms: Sequence[int]) -> int:
+    """The longest window length that every interval is a whole multiple of."""
+    return reduce(math.gcd, intervals_ms)
+
+
 def interval_rows(intervals: Sequence[tuple[str, int]]) -> Column:
-    """An array of (interval, interval_ms) structs to explode: one row per trade and interval."""
+    """An array of (interval, interval_ms) structs to explode: one row per input and interval."""
     return F.array(
         *(
             F.struct(F.lit(name).alias("interval"), F.lit(ms).cast("long").alias("interval_ms"))
@@ -42,12 +63,12 @@ def _ordered_trade() -> Column:
     return F.struct(
         F.col("event_time").alias("event_time"),
         F.col("trade_id").alias("trade_id"),
-        F.col("price").alias("price"),
+        F.col("price").cast("double").alias("price"),
     )
 
 
-def aggregations() -> list[Column]:
-    """Partial aggregates per window; decimals stay exact until `candle_columns`."""
+def sub_window_aggregations() -> list[Column]:
+    """Per base window, from trades; decimals stay exact until `candle_columns`."""
     price, quantity = F.col("price"), F.col("quantity")
     taker_sold = F.col("buyer_is_maker")  # the buyer rested on the book: the taker sold
     return [
@@ -64,19 +85,80 @@ def aggregations() -> list[Column]:
     ]
 
 
-def realized_volatility(trades: Column) -> Column:
-    """sqrt(sum of squared log returns between consecutive trades); null under two trades.
+def squared_log_returns(trades: Column) -> Column:
+    """Sum of squared log returns between consecutive trades of a non-empty array; 0 for one.
 
     `trades` is an array of (event_time, trade_id, price) structs in any order; sorting the
     structs orders by event time, then trade id.
     """
-    ordered = F.transform(F.array_sort(trades), lambda t: t["price"].cast("double"))
+    ordered = F.transform(F.array_sort(trades), lambda t: t["price"])
     count = F.size(ordered)
     returns = F.zip_with(
         F.slice(ordered, 2, count - 1), F.slice(ordered, 1, count - 1), lambda b, a: F.log(b / a)
     )
-    total = F.aggregate(returns, F.lit(0.0), lambda acc, r: acc + r * r)
-    return F.when(count >= 2, F.sqrt(total))
+    return F.aggregate(returns, F.lit(0.0), lambda acc, r: acc + r * r)
+
+
+SUMMARY_FIELDS = (
+    "first",
+    "last",
+    "high",
+    "low",
+    "base_volume",
+    "quote_volume",
+    "trade_count",
+    "taker_buy_volume",
+    "taker_sell_volume",
+)
+
+
+def sub_window_columns() -> list[Column]:
+    """A base window's summary: everything but its trades, which are dropped here."""
+    return [
+        F.col("symbol"),
+        *(F.col(name) for name in SUMMARY_FIELDS),
+        squared_log_returns(F.col(_ORDERED)).alias(_VARIANCE),
+    ]
+
+
+def window_aggregations() -> list[Column]:
+    """Per window of an interval, from base-window summaries."""
+    return [
+        F.min("first").alias("first"),
+        F.max("last").alias("last"),
+        F.max("high").alias("high"),
+        F.min("low").alias("low"),
+        F.sum("base_volume").alias("base_volume"),
+        F.sum("quote_volume").alias("quote_volume"),
+        F.sum("trade_count").alias("trade_count"),
+        F.sum("taker_buy_volume").alias("taker_buy_volume"),
+        F.sum("taker_sell_volume").alias("taker_sell_volume"),
+        F.sum(_VARIANCE).alias(_VARIANCE),
+        F.collect_list(F.struct(F.col("first").alias("first"), F.col("last").alias("last"))).alias(
+            _SUBS
+        ),
+    ]
+
+
+def boundary_variance(subs: Column) -> Column:
+    """Sum of squared log returns from each sub-window's close to the next one's open.
+
+    Sub-windows do not overlap in time, so sorting by their first trade orders them.
+    """
+    ordered = F.array_sort(subs)
+    count = F.size(ordered)
+    returns = F.zip_with(
+        F.slice(ordered, 2, count - 1),
+        F.slice(ordered, 1, count - 1),
+        lambda b, a: F.log(b["first"]["price"] / a["last"]["price"]),
+    )
+    return F.aggregate(returns, F.lit(0.0), lambda acc, r: acc + r * r)
+
+
+def realized_volatility() -> Column:
+    """sqrt(sum of squared log returns between consecutive trades); null under two trades."""
+    total = F.col(_VARIANCE) + boundary_variance(F.col(_SUBS))
+    return F.when(F.col("trade_count") >= 2, F.sqrt(total))
 
 
 def vwap() -> Column:
@@ -99,17 +181,17 @@ def candle_columns(interval_ms: Column, emitted_at: Column) -> list[Column]:
         F.col("interval"),
         F.timestamp_millis(F.unix_millis(F.col("window_end")) - interval_ms).alias("window_start"),
         F.col("window_end"),
-        F.col("first.price").cast("double").alias("open"),
+        F.col("first.price").alias("open"),
         double("high").alias("high"),
         double("low").alias("low"),
-        F.col("last.price").cast("double").alias("close"),
+        F.col("last.price").alias("close"),
         double("base_volume").alias("base_volume"),
         double("quote_volume").alias("quote_volume"),
         vwap().alias("vwap"),
         F.col("trade_count"),
         double("taker_buy_volume").alias("taker_buy_volume"),
         double("taker_sell_volume").alias("taker_sell_volume"),
-        realized_volatility(F.col(_ORDERED)).alias("realized_volatility"),
+        realized_volatility().alias("realized_volatility"),
         F.lit(True).alias("is_final"),
         F.col("last.event_time").alias("event_time"),
         emitted_at.alias("ingest_time"),

@@ -1,14 +1,16 @@
-"""The streaming plan: decoded trades -> watermark -> dedupe -> one row per interval -> candles.
+"""The streaming plan: decoded trades -> watermark -> dedupe -> base windows -> candles.
 
 Late trades: the deduplication by (symbol, trade_id, event_time) is the first stateful
 operator, and it drops trades whose event time is at or before the watermark, one row per trade,
 so its `numRowsDroppedByWatermark` counts late trades exactly (the aggregation's own count is of
 partially aggregated rows). A trade counts in every interval or in none.
 
-Every interval is aggregated by one stateful operator: the window is a grouping key
-(`window_end`) that carries the watermark metadata of `event_time`, which is what Spark's own
-`window()` does for a single duration. A window is final, emitted once in append mode, when the
-watermark reaches its end.
+Two stateful aggregations follow (see candles): trades into base windows (the greatest common
+divisor of the intervals), then base-window summaries into the windows of every interval. In
+both the window is a grouping key (`window_end`) that carries the watermark metadata of
+`event_time`, which is what Spark's own `window()` does for a single duration. A window is
+final, emitted once in append mode, when the watermark reaches its end. Only base windows keep
+trades in state (to order them for the realized volatility), and only until they close.
 """
 
 from __future__ import annotations
@@ -67,30 +69,47 @@ def watermarked_window_end(event_time: Column, interval_ms: Column, delay_ms: in
     )
 
 
-def candle_stream(trades: DataFrame, settings: AggregateSettings) -> DataFrame:
-    """Finalized candles (append mode) of every interval from a stream of Trade columns."""
+def sub_window_stream(trades: DataFrame, settings: AggregateSettings) -> DataFrame:
+    """One summary per symbol and base window (see candles), final once the watermark passes
+    the window's end; `sub_start` is the window's start."""
     delay_ms = to_millis(settings.watermark)
-    exploded = (
+    base_ms = candles.base_interval_ms([ms for _, ms in settings.interval_pairs()])
+    return (
         trades.withWatermark("event_time", spark_delay(settings.watermark))
         .dropDuplicates(["symbol", "trade_id", "event_time"])
-        .withColumn("spec", F.explode(candles.interval_rows(settings.interval_pairs())))
-        .select(
-            "symbol",
-            "trade_id",
-            "price",
-            "quantity",
-            "buyer_is_maker",
-            "event_time",
-            F.col("spec.interval").alias("interval"),
-            F.col("spec.interval_ms").alias("interval_ms"),
-        )
+        # A grouping key of its own column: an aliased expression in groupBy loses the metadata.
         .withColumn(
-            "window_end",
-            watermarked_window_end(F.col("event_time"), F.col("interval_ms"), delay_ms),
+            "window_end", watermarked_window_end(F.col("event_time"), F.lit(base_ms), delay_ms)
+        )
+        .groupBy("symbol", "window_end")
+        .agg(*candles.sub_window_aggregations())
+        # A plain column, not the event-time one: the next aggregation keys on its own windows.
+        .select(
+            F.timestamp_millis(F.unix_millis(F.col("window_end")) - base_ms).alias("sub_start"),
+            *candles.sub_window_columns(),
         )
     )
+
+
+def candle_stream(trades: DataFrame, settings: AggregateSettings) -> DataFrame:
+    """Finalized candles (append mode) of every interval from a stream of Trade columns.
+
+    A base window is emitted by the first aggregation in the batch whose watermark passes its
+    end, and the second aggregation takes it in and closes the windows that end there in the
+    same batch: a candle leaves as soon as it would with a single aggregation.
+    """
+    delay_ms = to_millis(settings.watermark)
+    summaries = sub_window_stream(trades, settings)
     return (
-        exploded.groupBy("symbol", "interval", "interval_ms", "window_end")
-        .agg(*candles.aggregations())
+        summaries.withColumn("spec", F.explode(candles.interval_rows(settings.interval_pairs())))
+        # select, not withColumn: withColumn re-aliases and drops the watermark metadata.
+        .select(
+            *(F.col(name) for name in summaries.columns if name != "sub_start"),
+            F.col("spec.interval").alias("interval"),
+            F.col("spec.interval_ms").alias("interval_ms"),
+            watermarked_window_end(F.col("sub_start"), F.col("spec.interval_ms"), delay_ms),
+        )
+        .groupBy("symbol", "interval", "interval_ms", "window_end")
+        .agg(*candles.window_aggregations())
         .select(*candles.candle_columns(F.col("interval_ms"), F.current_timestamp()))
     )
