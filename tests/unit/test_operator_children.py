@@ -8,6 +8,11 @@ from typing import Any
 import pytest
 import yaml
 
+from cryptopipe_dashboard.config import parse as parse_dashboard_flags
+from cryptopipe_jobs.aggregate.main import parse_args as parse_aggregate_args
+from cryptopipe_jobs.predict.main import parse_args as parse_predict_args
+from cryptopipe_jobs.producer.main import parse_args as parse_producer_args
+from cryptopipe_jobs.train.main import parse_args as parse_train_args
 from cryptopipe_operator import children
 from cryptopipe_operator.children import aggregator, configmap, kafka_topics, training
 from cryptopipe_operator.children.common import CONFIG_HASH, Pipeline
@@ -65,7 +70,8 @@ def test_pods_mount_the_rendered_spec_and_use_the_platform_images_and_scheduling
             assert spec["tolerations"][0]["key"] == "kwok.x-k8s.io/node"
             assert spec["volumes"] == [{"name": "pipeline", "configMap": {"name": "btc-config"}}]
             container = spec["containers"][0]
-            assert "--spec" in container["args"] or "--spec" in container["args"][6:]
+            # The dashboard takes its settings as flags (after streamlit's `--`), not the spec.
+            assert "--spec" in container["args"] or container["name"] == "dashboard"
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
             assert spec["securityContext"]["runAsNonRoot"] is True
 
@@ -201,6 +207,40 @@ def test_dashboard_children_follow_the_spec() -> None:
     assert "Ingress" not in by_kind(children.desired(pipeline(), CONFIG))
     disabled = children.desired(pipeline({"dashboard": {"enabled": False}}), CONFIG)
     assert not [o for o in disabled if "dashboard" in o["metadata"]["name"]]
+
+
+def containers_by_name(objs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        container["name"]: container
+        for obj in objs
+        for spec in pod_specs(obj)
+        for container in spec["containers"]
+    }
+
+
+def test_every_entry_point_accepts_the_arguments_its_builder_passes() -> None:
+    objs = children.desired(pipeline({"dashboard": {"enabled": True}}), CONFIG)
+    containers = containers_by_name(objs)
+    parsers = {
+        "producer": ("cryptopipe-producer", parse_producer_args),
+        "trainer": ("cryptopipe-train", parse_train_args),
+        "predictor": ("cryptopipe-predict", parse_predict_args),
+    }
+    for name, (command, parse) in parsers.items():
+        assert containers[name]["command"] == [command]
+        parse(containers[name]["args"])  # argparse exits on an unknown or missing argument
+    (app,) = by_kind(objs)["SparkApplication"]
+    parse_aggregate_args(app["spec"]["arguments"])
+    predictor = containers["predictor"]["args"]
+    assert predictor[predictor.index("--webhdfs-url") + 1] == CONFIG.storage.webhdfs_url
+    dashboard = containers["dashboard"]
+    assert dashboard["command"] == ["streamlit"]
+    args = dashboard["args"]
+    assert args[:2] == ["run", "/opt/cryptopipe/dashboard/app.py"]
+    settings = parse_dashboard_flags(args[args.index("--") + 1 :])
+    assert settings.kafka_bootstrap == "kafka:9092"
+    assert settings.symbols == ("BTCUSDT",)
+    assert settings.registry == f"{CONFIG.storage.webhdfs_url}/cryptopipe/models/team/btc"
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)

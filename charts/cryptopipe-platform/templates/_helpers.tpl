@@ -162,7 +162,9 @@ persistentVolumeClaimRetentionPolicy:
 {{- if .Values.hiveMetastore.database.external.enabled }}{{ .Values.hiveMetastore.database.external.port }}{{ else }}5432{{ end }}
 {{- end }}
 
-{{/* metastore-site.xml: no secret in it; the password comes from the environment. */}}
+{{/* metastore-site.xml: no secret in it; the password comes from the environment. The standalone
+metastore has no hive-exec: its expression proxy and background tasks are named explicitly
+(the defaults live in hive-exec and fail the start). */}}
 {{- define "platform.metastoreSite" -}}
 {{- $db := .Values.hiveMetastore.database }}
 {{- $props := dict
@@ -176,6 +178,9 @@ persistentVolumeClaimRetentionPolicy:
   "metastore.metadata.transformer.class" " "
   "metastore.schema.verification" "true"
   "datanucleus.autoCreateSchema" "false"
+  "metastore.event.db.notification.api.auth" "false"
+  "metastore.expression.proxy" "org.apache.hadoop.hive.metastore.DefaultPartitionExpressionProxy"
+  "metastore.task.threads.always" "org.apache.hadoop.hive.metastore.events.EventCleanerTask,org.apache.hadoop.hive.metastore.RuntimeStatsCleanerTask,org.apache.hadoop.hive.metastore.MaterializationsRebuildLockCleanerTask"
 }}
 {{- include "platform.hadoopXml" (merge (deepCopy .Values.hiveMetastore.config) $props) }}
 {{- end }}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from cryptopipe_operator.children import training
 from cryptopipe_operator.children.common import (
     DASHBOARD_PORT,
-    SPEC_FILE,
     Pipeline,
     container,
     deployment,
@@ -26,15 +26,20 @@ def name(pipeline: Pipeline) -> str:
 
 
 def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
+    """`streamlit run APP` with its server flags, then (after `--`) the dashboard's own flags
+    (cryptopipe_dashboard.config.parse): the pipeline's Kafka, symbol, intervals and registry."""
+    spec = pipeline.spec
     return [
         "run", APP,
+        "--server.address=0.0.0.0",
         f"--server.port={DASHBOARD_PORT}",
         "--server.headless=true",
         "--browser.gatherUsageStats=false",
         "--",
-        "--spec", SPEC_FILE,
-        "--bootstrap-servers", config.kafka.bootstrap_servers,
-        "--webhdfs-url", config.storage.webhdfs_url,
+        "--kafka-bootstrap", config.kafka.bootstrap_servers,
+        "--symbols", spec.symbol,
+        "--intervals", ",".join(spec.intervals),
+        "--registry", training.registry_web_location(pipeline, config),
     ]  # fmt: skip
 
 

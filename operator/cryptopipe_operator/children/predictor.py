@@ -35,6 +35,8 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
         "--bootstrap-servers", config.kafka.bootstrap_servers,
         "--registry", training.registry_location(pipeline, config),
         "--hdfs-url", config.storage.hdfs_url,
+        # The predictor reads an hdfs:// registry and appends forecasts over WebHDFS.
+        "--webhdfs-url", config.storage.webhdfs_url,
         "--metrics-port", str(PREDICTOR_METRICS_PORT),
     ]  # fmt: skip
 

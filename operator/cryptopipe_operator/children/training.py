@@ -36,11 +36,18 @@ def cronjob_name(pipeline: Pipeline) -> str:
     return pipeline.child("retrain")
 
 
-def registry_location(pipeline: Pipeline, config: PlatformConfig) -> str:
+def registry_path(pipeline: Pipeline) -> str:
     base = pipeline.spec.sinks.hdfs.path.rstrip("/")
-    return (
-        f"{config.storage.hdfs_url.rstrip('/')}{base}/models/{pipeline.namespace}/{pipeline.name}"
-    )
+    return f"{base}/models/{pipeline.namespace}/{pipeline.name}"
+
+
+def registry_location(pipeline: Pipeline, config: PlatformConfig) -> str:
+    return f"{config.storage.hdfs_url.rstrip('/')}{registry_path(pipeline)}"
+
+
+def registry_web_location(pipeline: Pipeline, config: PlatformConfig) -> str:
+    """The same folder over WebHDFS (what the dashboard reads)."""
+    return f"{config.storage.webhdfs_url.rstrip('/')}{registry_path(pipeline)}"
 
 
 def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
