@@ -134,6 +134,15 @@ def reconcile_one(state: State, body: Mapping[str, Any]) -> None:
             state.metrics.observe(time.monotonic() - started, outcome_name)
 
 
+def bearer_token(api_key: Mapping[str, str]) -> str | None:
+    """The bare token from the kubernetes client's api_key: a kubeconfig stores
+    "Bearer <token>", load_incluster_config "bearer <token>"."""
+    value = api_key.get("authorization", "") or api_key.get("BearerToken", "")
+    scheme, _, credential = value.strip().partition(" ")
+    token = credential if scheme.lower() == "bearer" else value
+    return token.strip() or None
+
+
 def register(registry: kopf.OperatorRegistry, state: State) -> None:
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -148,15 +157,13 @@ def register(registry: kopf.OperatorRegistry, state: State) -> None:
     def login(**_: Any) -> kopf.ConnectionInfo:
         # The same credentials as our own client (in-cluster, or the given kubeconfig).
         conf = state.kube.api.configuration
-        token = (conf.api_key or {}).get("authorization", "") or (conf.api_key or {}).get(
-            "BearerToken", ""
-        )
+        token = bearer_token(conf.api_key or {})
         return kopf.ConnectionInfo(
             server=conf.host,
             ca_path=conf.ssl_ca_cert,
             insecure=not conf.verify_ssl,
             scheme="Bearer" if token else None,
-            token=token.removeprefix("Bearer ").strip() or None,
+            token=token,
             certificate_path=conf.cert_file,
             private_key_path=conf.key_file,
         )

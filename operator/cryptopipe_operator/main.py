@@ -10,6 +10,7 @@ import socket
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import kopf
 
@@ -82,6 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     threading.Thread(target=resync_forever, args=(state, stop), name="resync", daemon=True).start()
     registry = kopf.OperatorRegistry()
     register(registry, state)
+
+    @kopf.on.cleanup(registry=registry)
+    def release_stop_flag(**_: Any) -> None:
+        # kopf's own SIGTERM handler replaces ours, and before it exits it waits for its thread
+        # watching `stop`: without this, a SIGTERM hangs until SIGKILL, renewing the Lease.
+        stop.set()
+
     try:
         kopf.run(
             registry=registry,

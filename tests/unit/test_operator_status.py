@@ -17,6 +17,7 @@ from cryptopipe_operator.children import predictor
 from cryptopipe_operator.children.common import Pipeline
 from cryptopipe_operator.config import config_from_mapping
 from cryptopipe_operator.crd import crd_manifest
+from cryptopipe_operator.handlers import bearer_token
 from cryptopipe_operator.reconcile import symbol_conflicts
 from cryptopipe_operator.scrape import last_forecast_time, newest_trade_age
 from cryptopipe_schemas.spec import parse_spec
@@ -288,3 +289,17 @@ def test_crd_has_status_printer_columns_and_bounded_strings() -> None:
     assert "self.symbol == oldSelf.symbol" in rules
     conditions = schema["status"]["properties"]["conditions"]
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+
+
+@pytest.mark.parametrize(
+    ("api_key", "token"),
+    [
+        ({"authorization": "Bearer abc.def"}, "abc.def"),  # a kubeconfig
+        ({"authorization": "bearer abc.def"}, "abc.def"),  # load_incluster_config
+        ({"BearerToken": "abc.def"}, "abc.def"),
+        ({"authorization": ""}, None),
+        ({}, None),
+    ],
+)
+def test_kopf_logs_in_with_the_bare_token(api_key: dict[str, str], token: str | None) -> None:
+    assert bearer_token(api_key) == token

@@ -1,0 +1,581 @@
+"""The operator and the dashboard in real pods on the test bed's real node.
+
+Our images are built with podman and imported into the node's containerd (node_load); helm
+installs charts/cryptopipe-operator with the operator pinned to the real node and every
+pipeline pod pinned to the kwok node (Kafka is not reachable from pods yet). The operator pod
+really runs: its readiness probe, its Lease, its /metrics, leader election between two replicas,
+and its RBAC, checked from inside the pod with its own ServiceAccount token. The pipeline
+builders have one scheduling for every child, so the dashboard is run here on the real node as a
+copy of the pod template the operator wrote, and opened in headless Chromium.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from cryptopipe_testbed import node_load, upstream_crds
+from cryptopipe_testbed.components import images, kube, node
+from testbed_plugin import TestbedSession
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "cryptopipe-operator"
+EXAMPLE = ROOT / "examples" / "btcusdt.yaml"
+ARTIFACTS = ROOT / "test-artifacts"
+RELEASE = "cpo"
+PIPELINE = "btcusdt"
+METRICS_PORT = 8080
+OUR_IMAGES = ("operator", "dashboard")
+REAL = {node.NODE_LABEL[0]: node.NODE_LABEL[1]}
+KWOK_SCHEDULING = {
+    "nodeSelector": {kube.FAKE_NODE_LABEL[0]: kube.FAKE_NODE_LABEL[1]},
+    "tolerations": [
+        {
+            "key": kube.FAKE_NODE_TAINT[0],
+            "operator": "Equal",
+            "value": kube.FAKE_NODE_TAINT[1],
+            "effect": kube.FAKE_NODE_TAINT[2],
+        }
+    ],
+}
+UPSTREAM_CRDS = (
+    "kafkas.kafka.strimzi.io",
+    "kafkatopics.kafka.strimzi.io",
+    "sparkapplications.sparkoperator.k8s.io",
+)
+EXPECTED_CHILDREN = {
+    ("ConfigMap", f"{PIPELINE}-config"),
+    ("Deployment", f"{PIPELINE}-producer"),
+    ("Service", f"{PIPELINE}-producer-metrics"),
+    ("SparkApplication", f"{PIPELINE}-aggregator"),
+    ("CronJob", f"{PIPELINE}-retrain"),
+    ("Deployment", f"{PIPELINE}-predictor"),
+    ("Deployment", f"{PIPELINE}-dashboard"),
+    ("Service", f"{PIPELINE}-dashboard"),
+    ("Ingress", f"{PIPELINE}-dashboard"),
+    ("KafkaTopic", f"{PIPELINE}-trades-btcusdt"),
+}
+CHILD_KINDS = (
+    "configmaps,services,deployments,jobs,cronjobs,ingresses,kafkatopics,sparkapplications"
+)
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--window-size=1400,1000",
+]  # fmt: skip
+# Run inside the operator pod with its python: each (method, path, body) against the API server
+# as the pod's ServiceAccount, exactly as an in-cluster client does; prints [[status, body]].
+IN_POD_CLIENT = """
+import json, os, ssl, sys, urllib.error, urllib.request
+sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+token = open(sa + "/token").read()
+context = ssl.create_default_context(cafile=sa + "/ca.crt")
+host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+server = "https://%s:%s" % (host, port)
+answers = []
+for method, path, body in json.loads(sys.argv[1]):
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+    request = urllib.request.Request(server + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+            answers.append([answer.status, json.loads(answer.read())])
+    except urllib.error.HTTPError as error:
+        answers.append([error.code, json.loads(error.read() or b"null")])
+print(json.dumps(answers))
+"""
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
+    result = kube.kubectl(*args, stdin=stdin, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+    return result.stdout
+
+
+def get(*args: str) -> Any:
+    result = kube.kubectl("get", *args, "-o", "json", timeout=60)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def metric(text: str, name: str) -> float | None:
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+@contextlib.contextmanager
+def port_forward(namespace: str, target: str, port: int) -> Iterator[int]:
+    """`kubectl port-forward TARGET :PORT` (API server -> kubelet -> the pod); the local port."""
+    argv = [str(kube.kubectl_path()), f"--kubeconfig={kube.admin_kubeconfig()}"]
+    argv += [f"--namespace={namespace}", "port-forward", target, f":{port}"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as fwd:
+        try:
+            assert fwd.stdout is not None
+            first = fwd.stdout.readline()  # Forwarding from 127.0.0.1:PORT -> port
+            assert "127.0.0.1:" in first, f"port-forward said {first!r}"
+            yield int(first.split("127.0.0.1:")[1].split()[0])
+        finally:
+            fwd.terminate()
+
+
+def http_get(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+        return str(answer.read().decode())
+
+
+@dataclass(frozen=True)
+class Release:
+    """One `helm install` of the operator chart and the namespace it watches."""
+
+    namespace: str  # the release's: Deployment, Lease, the Strimzi Kafka resource
+    pipelines: str  # the only namespace it watches
+    fullname: str
+    home: Path
+    ready_seconds: float
+
+    def helm(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(kube.admin_kubeconfig()),
+            "HELM_CACHE_HOME": str(self.home / "cache"),
+            "HELM_CONFIG_HOME": str(self.home / "config"),
+            "HELM_DATA_HOME": str(self.home / "data"),
+        }
+        argv = [str(kube.helm_path()), *args, f"--namespace={self.namespace}"]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=240)
+
+    def pods(self) -> list[dict[str, Any]]:
+        """The operator's pods that are not on their way out."""
+        listed = get("pods", f"--namespace={self.namespace}", "-l", self.selector)
+        return [p for p in listed["items"] if not p["metadata"].get("deletionTimestamp")]
+
+    @property
+    def selector(self) -> str:
+        return f"app.kubernetes.io/instance={RELEASE}"
+
+    def pod_metrics(self, pod: str) -> str:
+        """/metrics of one pod through the API server's pod proxy."""
+        path = f"/api/v1/namespaces/{self.namespace}/pods/{pod}:{METRICS_PORT}/proxy/metrics"
+        result = kube.kubectl("get", "--raw", path, timeout=30)
+        return result.stdout if result.returncode == 0 else ""
+
+    def lease_holder(self) -> str | None:
+        lease = get("lease", self.fullname, f"--namespace={self.namespace}")
+        return None if lease is None else str(lease["spec"].get("holderIdentity") or "")
+
+    def leader(self) -> str:
+        holder = wait_for("a Lease holder", self.lease_holder, 60)
+        return str(holder)
+
+
+@pytest.fixture(scope="module")
+def prepared(testbed: TestbedSession) -> None:
+    """The real node, our images in its containerd, the upstream CRDs."""
+    testbed.ensure("kube", "node", "images")
+    images.build(list(OUR_IMAGES))  # layer-cache hits unless the sources changed
+    imported = node_load.load(OUR_IMAGES)
+    print(f"images imported into containerd: {imported} (0.0: already there)")
+    for path in upstream_crds.crd_files():
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+    for crd in UPSTREAM_CRDS:
+        kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+
+
+@pytest.fixture(scope="module")
+def release(prepared: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
+    suffix = uuid.uuid4().hex[:6]
+    namespace, pipelines = f"cpo-pod-{suffix}", f"cpo-pod-pl-{suffix}"
+    home = tmp_path_factory.mktemp("helm")
+    fullname = f"cpo-pod-{suffix}"  # unique: the chart's ClusterRoles are named after it
+    values = {
+        "fullnameOverride": fullname,
+        "image": {"registry": images.registry(), "tag": images.project_version()},
+        "nodeSelector": REAL,
+        "watchNamespaces": [pipelines],
+        "operator": {"resyncSeconds": 5},
+        "platform": {"scheduling": KWOK_SCHEDULING, "freshness": {"enabled": False}},
+    }
+    (home / "values.yaml").write_text(yaml.safe_dump(values))
+    kubectl("create", "namespace", pipelines)
+    kubectl("create", "namespace", namespace)
+    installed = Release(namespace, pipelines, fullname, home, 0.0)
+    try:
+        began = time.monotonic()
+        result = installed.helm("install", RELEASE, str(CHART), "-f", str(home / "values.yaml"))
+        assert result.returncode == 0, result.stderr
+
+        def one_ready() -> bool:
+            pods = installed.pods()
+            return len(pods) == 1 and is_ready(pods[0])
+
+        wait_for("the operator pod Ready", one_ready, 120)
+        ready = time.monotonic() - began
+        print(f"helm install -> operator pod Ready: {ready:.1f}s")
+        yield Release(namespace, pipelines, installed.fullname, home, ready)
+    finally:
+        installed.helm("uninstall", RELEASE, "--wait", "--timeout=60s")
+        for name in (pipelines, namespace):
+            kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_operator_pod_runs_on_the_real_node_holds_the_lease_and_serves_metrics(
+    release: Release,
+) -> None:
+    (pod,) = release.pods()
+    name = pod["metadata"]["name"]
+    assert pod["spec"]["nodeName"] == node.NODE_NAME
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == images.reference("operator")
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    # Ready came from the kubelet running the chart's probe against the real process.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    (status,) = pod["status"]["containerStatuses"]
+    assert status["ready"] and status["restartCount"] == 0 and "running" in status["state"]
+    # Only a real container has a runtime id; kwok pods have none.
+    assert status["containerID"].startswith("containerd://")
+    assert pod["spec"]["serviceAccountName"] == release.fullname
+
+    assert release.leader() == name
+    lease = get("lease", release.fullname, f"--namespace={release.namespace}")
+    assert lease["spec"]["leaseDurationSeconds"] > 0 and lease["spec"]["renewTime"]
+
+    with port_forward(release.namespace, f"svc/{release.fullname}-metrics", METRICS_PORT) as port:
+        text = http_get(port, "/metrics")
+        assert metric(text, "cryptopipe_operator_leader") == 1.0, text
+        assert metric(text, "cryptopipe_operator_reconcile_errors_total") == 0.0
+        assert http_get(port, "/healthz") == "ok\n"
+        assert http_get(port, "/readyz") == "ok\n"
+    print(f"operator pod {name} Ready {release.ready_seconds:.1f}s after helm install")
+
+
+def test_one_of_two_replicas_leads_and_the_other_takes_over_when_it_is_deleted(
+    release: Release,
+) -> None:
+    result = release.helm(
+        "upgrade", RELEASE, str(CHART), "--reuse-values", "--set", "replicaCount=2"
+    )
+    assert result.returncode == 0, result.stderr
+
+    def two_ready() -> list[str]:
+        pods = release.pods()
+        ready = [p["metadata"]["name"] for p in pods if is_ready(p)]
+        return ready if len(ready) == 2 else []
+
+    names = wait_for("two operator pods Ready", two_ready, 120)
+
+    def leaders() -> dict[str, float | None]:
+        return {n: metric(release.pod_metrics(n), "cryptopipe_operator_leader") for n in names}
+
+    flags = wait_for("both pods' metrics", lambda: None not in (f := leaders()).values() and f)
+    assert sorted(flags.values()) == [0.0, 1.0], flags
+    (leader,) = [n for n, flag in flags.items() if flag == 1.0]
+    (standby,) = [n for n in names if n != leader]
+    assert release.leader() == leader
+
+    began = time.monotonic()
+    kubectl("delete", "pod", leader, f"--namespace={release.namespace}", "--wait=false")
+    # The Deployment starts a replacement at once; whichever live pod asks first after the
+    # hand-over gets the Lease (the standby asks every 5 s, a new pod as soon as it starts).
+    holder = wait_for(
+        "another pod to hold the Lease",
+        lambda: (h := release.lease_holder()) not in (None, "", leader) and h,
+        60,
+    )
+    wait_for(
+        f"{holder} to lead",
+        lambda: metric(release.pod_metrics(holder), "cryptopipe_operator_leader") == 1.0,
+        30,
+    )
+    takeover = time.monotonic() - began
+    print(f"{holder} ({'the standby' if holder == standby else 'the replacement'}) took over")
+    print(f"leader deleted -> another pod leads: {takeover:.1f}s")
+    # A clean SIGTERM hands the Lease over at once; a leader that hung until SIGKILL (grace
+    # period 30 s) and then the Lease's expiry (15 s) would take 45 s.
+    assert takeover < 20
+    survivors = wait_for("two pods Ready again", two_ready, 120)
+    assert leader not in survivors and holder in survivors
+    flags = {n: metric(release.pod_metrics(n), "cryptopipe_operator_leader") for n in survivors}
+    assert sorted(flags.values()) == [0.0, 1.0], flags
+
+
+def in_pod(release: Release, calls: list[tuple[str, str, Any]]) -> list[tuple[int, Any]]:
+    pod = release.leader()
+    out = kubectl(
+        "exec",
+        f"--namespace={release.namespace}",
+        pod,
+        "--",
+        "python",
+        "-c",
+        IN_POD_CLIENT,
+        json.dumps(calls),
+    )
+    return [(int(code), body) for code, body in json.loads(out)]
+
+
+def test_least_privilege_from_inside_the_operator_pod(release: Release) -> None:
+    ns, watched = release.namespace, release.pipelines
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "probe"}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "probe"},
+        "spec": {"containers": [{"name": "main", "image": "localhost/never"}]},
+    }
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    pipelines = "/apis/cryptopipe.io/v1alpha1"
+    leases = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+    allowed: list[tuple[str, str, Any]] = [
+        ("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", review),
+        ("GET", f"{pipelines}/namespaces/{watched}/cryptopipelines", None),
+        ("GET", f"{leases}/{release.fullname}", None),
+        # Authorization comes before admission: a dry run shows the verb is granted.
+        ("POST", f"/api/v1/namespaces/{watched}/configmaps?dryRun=All", config_map),
+    ]
+    forbidden: list[tuple[str, str, Any]] = [
+        ("GET", f"/api/v1/namespaces/{watched}/secrets", None),
+        ("GET", f"/api/v1/namespaces/{ns}/secrets", None),
+        ("POST", "/api/v1/namespaces/default/pods?dryRun=All", pod),
+        ("POST", f"/api/v1/namespaces/{watched}/pods?dryRun=All", pod),
+        ("GET", f"{pipelines}/cryptopipelines", None),  # it watches one namespace only
+        ("POST", f"/api/v1/namespaces/{ns}/configmaps?dryRun=All", config_map),
+        ("GET", f"{leases}/someone-else", None),
+        ("DELETE", f"{leases}/{release.fullname}", None),
+    ]
+    answers = in_pod(release, allowed + forbidden)
+    codes = [code for code, _ in answers]
+    assert codes[: len(allowed)] == [201, 200, 200, 201], answers[: len(allowed)]
+    user = answers[0][1]["status"]["userInfo"]["username"]
+    assert user == f"system:serviceaccount:{ns}:{release.fullname}"
+    assert answers[1][1]["kind"] == "CryptoPipelineList"
+    assert answers[2][1]["spec"]["holderIdentity"] == release.leader()
+    refused = answers[len(allowed) :]
+    assert [code for code, _ in refused] == [403] * len(forbidden), refused
+    for (_, body), (_, path, _) in zip(refused, forbidden, strict=True):
+        assert body["reason"] == "Forbidden", path
+        assert f'"system:serviceaccount:{ns}:{release.fullname}" cannot' in body["message"], path
+
+
+def set_kafka_ready(namespace: str) -> None:
+    """Play Strimzi: a Kafka resource named as the chart's platform.kafka.cluster, Ready."""
+    kafka = {
+        "apiVersion": "kafka.strimzi.io/v1",
+        "kind": "Kafka",
+        "metadata": {"name": "cryptopipe"},
+        "spec": {
+            "kafka": {
+                "listeners": [{"name": "plain", "port": 9092, "type": "internal", "tls": False}]
+            }
+        },
+    }
+    kubectl("apply", f"--namespace={namespace}", "-f", "-", stdin=json.dumps(kafka))
+    ready = {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    kubectl(
+        "patch",
+        "kafka",
+        "cryptopipe",
+        f"--namespace={namespace}",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"conditions": [ready]}}),
+    )
+
+
+def children(namespace: str) -> dict[tuple[str, str], dict[str, Any]]:
+    items = get(CHILD_KINDS, f"--namespace={namespace}", "-l", f"cryptopipe.io/pipeline={PIPELINE}")
+    return {
+        (o["kind"], o["metadata"]["name"]): o
+        for o in items["items"]
+        if any(r["kind"] == "CryptoPipeline" for r in o["metadata"].get("ownerReferences", []))
+    }
+
+
+def real_dashboard(operator_written: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
+    """The operator's dashboard Deployment, moved to the real node under its own name and
+    labels (so the operator leaves it alone), owned by the pipeline for the garbage collector."""
+    name = f"{PIPELINE}-dashboard-real"
+    template = json.loads(json.dumps(operator_written["spec"]["template"]))
+    template["metadata"] = {"labels": {"app": name}}
+    template["spec"]["nodeSelector"] = REAL
+    template["spec"].pop("tolerations", None)
+    reference = {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}, "ownerReferences": [reference]},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template},
+    }
+
+
+@contextlib.contextmanager
+def chromium(profile: Path) -> Iterator[WebDriver]:
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
+    assert not missing, f"{', '.join(missing)} missing: scripts/install-browser installs them"
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def page_text(driver: WebDriver) -> str:
+    text: str = driver.find_element(By.TAG_NAME, "body").text
+    return text
+
+
+def screenshot(driver: WebDriver, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def open_dashboard(namespace: str, pod: str, port: int, profile: Path) -> Path:
+    """The page through port-forward: the friendly Kafka message, no traceback; a screenshot."""
+    with port_forward(namespace, f"pod/{pod}", port) as local, chromium(profile) as driver:
+        driver.get(f"http://127.0.0.1:{local}/")
+        try:
+            WebDriverWait(driver, 90, poll_frequency=1).until(
+                lambda d: "Kafka is not reachable" in page_text(d)
+            )
+        except TimeoutException:
+            shot = screenshot(driver, "operator-pod-dashboard-timeout")
+            pytest.fail(f"no Kafka message (screenshot {shot}); page:\n{page_text(driver)}")
+        assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+        assert "Traceback" not in page_text(driver)
+        assert "candles (candles.1m.btcusdt)" in page_text(driver)  # the pipeline's first interval
+        return screenshot(driver, "operator-pod-dashboard-kafka-unreachable")
+
+
+def test_pipeline_reconciled_by_the_pod_dashboard_served_then_collected(
+    release: Release, tmp_path: Path
+) -> None:
+    ns = release.pipelines
+    set_kafka_ready(release.namespace)
+    began = time.monotonic()
+    kubectl("apply", f"--namespace={ns}", "-f", str(EXAMPLE))
+    found = wait_for("every child", lambda: set(c := children(ns)) >= EXPECTED_CHILDREN and c)
+    print(f"kubectl apply -> children created: {time.monotonic() - began:.1f}s")
+    owner = get("cpl", PIPELINE, f"--namespace={ns}")
+    for child in found.values():
+        (reference,) = child["metadata"]["ownerReferences"]
+        assert (reference["uid"], reference["controller"]) == (owner["metadata"]["uid"], True)
+    # The pod that holds the Lease wrote them.
+    writes = metric(release.pod_metrics(release.leader()), "cryptopipe_operator_writes_total")
+    assert writes is not None and writes > 0
+
+    # Every pipeline pod goes where platform.scheduling says: the kwok node.
+    written = found[("Deployment", f"{PIPELINE}-dashboard")]
+    assert written["spec"]["template"]["spec"]["nodeSelector"] == KWOK_SCHEDULING["nodeSelector"]
+
+    def producer_on_kwok() -> bool:
+        selector = f"cryptopipe.io/pipeline={PIPELINE},app.kubernetes.io/component=producer"
+        pods = get("pods", f"--namespace={ns}", "-l", selector)["items"]
+        return any(p["spec"].get("nodeName") == kube.FAKE_NODE for p in pods)
+
+    wait_for("the producer pod on the kwok node", producer_on_kwok)
+
+    dashboard = real_dashboard(written, owner)
+    name = dashboard["metadata"]["name"]
+    began = time.monotonic()
+    kubectl("apply", f"--namespace={ns}", "-f", "-", stdin=json.dumps(dashboard))
+
+    def dashboard_pod() -> dict[str, Any] | None:
+        pods = get("pods", f"--namespace={ns}", "-l", f"app={name}")["items"]
+        return next((p for p in pods if is_ready(p)), None)
+
+    pod = wait_for("the dashboard pod Ready on the real node", dashboard_pod, 150)
+    print(f"dashboard pod Ready on the real node {time.monotonic() - began:.1f}s after apply")
+    assert pod["spec"]["nodeName"] == node.NODE_NAME
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == images.reference("dashboard")
+    assert container["args"] == written["spec"]["template"]["spec"]["containers"][0]["args"]
+    port = container["ports"][0]["containerPort"]
+    shot = open_dashboard(ns, pod["metadata"]["name"], port, tmp_path / "chromium")
+    print(f"screenshot: {shot}")
+
+    # Deleting the pipeline: the garbage collector removes its children and their pods, the
+    # real dashboard pod included.
+    kubectl("delete", "cpl", PIPELINE, f"--namespace={ns}", "--wait=true", "--timeout=60s")
+
+    def collected() -> bool:
+        pods = get("pods", f"--namespace={ns}")["items"]
+        return not children(ns) and not get("deployment", name, f"--namespace={ns}") and not pods
+
+    wait_for("children and pods collected", collected, 120)
+    sandboxes = node.crictl("pods", "--namespace", ns, "--state=ready", "--quiet").stdout.split()
+    assert sandboxes == [], "a pod sandbox of the pipeline still runs on the node"
+
+
+def test_helm_uninstall_leaves_only_the_lease_and_the_crd_behind(release: Release) -> None:
+    result = release.helm("uninstall", RELEASE, "--wait", "--timeout=90s")
+    assert result.returncode == 0, result.stderr
+    ns, watched = release.namespace, release.pipelines
+    wait_for("the operator pods gone", lambda: not get("pods", f"--namespace={ns}")["items"], 90)
+    kinds = "deployments,replicasets,services,configmaps,serviceaccounts,roles,rolebindings"
+    for namespace in (ns, watched):
+        left = get(kinds, f"--namespace={namespace}", "-l", release.selector)["items"]
+        assert left == [], [o["metadata"]["name"] for o in left]
+    cluster = get("clusterroles,clusterrolebindings", "-l", release.selector)["items"]
+    assert cluster == [], [o["metadata"]["name"] for o in cluster]
+    assert get("service", f"{release.fullname}-metrics", f"--namespace={ns}") is None
+    # Kept: the Lease, which the operator made at run time (helm never knew it). It still names
+    # the last leader: helm deletes the ServiceAccount and the Role in the same uninstall, so the
+    # leader's hand-over on SIGTERM is refused; nobody renews it and it goes with the namespace.
+    # And the chart's CRD: helm never deletes crds/.
+    lease = get("lease", release.fullname, f"--namespace={ns}")
+    assert lease is not None
+    time.sleep(6)  # longer than the 5 s renew period
+    assert get("lease", release.fullname, f"--namespace={ns}")["spec"] == lease["spec"]
+    assert get("crd", "cryptopipelines.cryptopipe.io") is not None
+    holder = lease["spec"].get("holderIdentity")
+    print(f"left after helm uninstall: lease/{release.fullname} in {ns} (holder {holder!r}); CRD")
