@@ -387,6 +387,8 @@ def test_down_restores_the_host_and_up_again_is_idempotent(node_env: dict[str, s
     component.start()
     second = host_state(node.layout().root)
     assert first["links"] == second["links"]
-    assert first["iptables"] == second["iptables"]
-    assert sum("cryptopipe-testbed" in line for line in second["iptables"]) == 1
+    # Only our rules: kube-proxy rewrites its KUBE-* chains whenever Services or endpoints change.
+    ours = [[line for line in state["iptables"] if "cryptopipe-testbed" in line]
+            for state in (first, second)]  # fmt: skip
+    assert ours[0] == ours[1] and len(ours[1]) == 1
     assert component.health().healthy
