@@ -1,9 +1,8 @@
 """One micro-batch of finalized candles to every enabled sink (Spark's foreachBatch).
 
-Order: Kafka first (the predictor and dashboard wait on it, so it does not wait for the parquet
-staging and the Hive partition calls), then HDFS parquet and its Hive partitions, then the Sheets
-outbox. All three are safe to repeat when Spark re-runs an uncommitted batch after a crash:
-parquet and the outbox replace what the batch wrote before, and Kafka consumers deduplicate.
+Order: HDFS parquet (and its Hive partitions), then the Sheets outbox, then Kafka. All three are
+safe to repeat when Spark re-runs an uncommitted batch after a crash: parquet and the outbox
+replace what the batch wrote before, and Kafka consumers deduplicate.
 """
 
 from __future__ import annotations
@@ -57,14 +56,14 @@ class BatchWriter:
         try:
             count = candles.count()
             if count:
-                if targets.kafka_bootstrap is not None:
-                    kafka_candles.write_batch(candles, targets.kafka_bootstrap, targets.ids)
                 if targets.parquet is not None:
                     partitions = parquet.write_batch(self._fs, targets.parquet, candles, batch_id)
                     if targets.hive_table is not None:
                         hive.add_partitions(self._spark, targets.hive_table, partitions)
                 if targets.sheets_outbox is not None:
                     targets.sheets_outbox.put(batch_id, to_json(outbox_rows(candles)))
+                if targets.kafka_bootstrap is not None:
+                    kafka_candles.write_batch(candles, targets.kafka_bootstrap, targets.ids)
         finally:
             candles.unpersist()
         if count and self._sheets_sync is not None:
