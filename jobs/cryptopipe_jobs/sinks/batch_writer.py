@@ -1,6 +1,8 @@
 """One micro-batch of finalized candles to every enabled sink (Spark's foreachBatch).
 
-Order: HDFS parquet (and its Hive partitions), then the Sheets outbox, then Kafka. All three are
+Order: HDFS parquet (and its Hive partitions), then the Sheets outbox, then Kafka, so that a
+candle on Kafka is already on HDFS and in Hive (consumers such as the local runner's trainer
+rely on it). All three are
 safe to repeat when Spark re-runs an uncommitted batch after a crash: parquet and the outbox
 replace what the batch wrote before, and Kafka consumers deduplicate.
 """
