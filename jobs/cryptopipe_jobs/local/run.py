@@ -308,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         producer_metrics_port=args.metrics_ports[0], aggregator_metrics_port=args.metrics_ports[1],
     )  # fmt: skip
     signal.signal(signal.SIGTERM, _interrupt)
+    # Started in the background of a non-interactive shell, a command inherits SIGINT ignored
+    # and Python then installs no KeyboardInterrupt handler: Ctrl-C must still stop the run.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     return run(options, args.until_first_forecast)
 
 
