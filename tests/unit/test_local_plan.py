@@ -63,7 +63,9 @@ def test_components_reported_down_are_the_ones_to_start_and_stop() -> None:
         "component  version    health    address   detail\n"
         "kafka      4.1.2      healthy   127.0.0.1:19092  up\n"
         "hdfs       3.4.2      DOWN      hdfs://127.0.0.1:18020  not running\n"
+        "postgres   15         DOWN      127.0.0.1:15432  not running\n"
         "hive       3.1.3      DOWN      thrift://x  not running\n"
         "run folder: /tmp/x\n"
     )
-    assert down_components(status) == ["hdfs", "hive"]
+    # postgres too: `up hive` starts it, so a run that started it stops it.
+    assert down_components(status) == ["hdfs", "postgres", "hive"]

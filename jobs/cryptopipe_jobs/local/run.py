@@ -29,7 +29,8 @@ from kafka import KafkaConsumer, TopicPartition
 from cryptopipe_jobs.local import plan
 from cryptopipe_schemas import topics
 
-COMPONENTS = ["kafka", "spark", "hdfs", "hive"]
+# postgres too: `up hive` starts it as the metastore's database, and a run stops what it started.
+COMPONENTS = ["kafka", "spark", "hdfs", "postgres", "hive"]
 
 
 class StageFailed(RuntimeError):
