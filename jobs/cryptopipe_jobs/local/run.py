@@ -27,7 +27,11 @@ import yaml
 from kafka import KafkaConsumer, TopicPartition
 
 from cryptopipe_jobs.local import plan
+from cryptopipe_jobs.local.readiness import CommittedCandles
+from cryptopipe_jobs.storage.hdfs_storage import hdfs_path, webhdfs_client
+from cryptopipe_jobs.train.sources import default_candles
 from cryptopipe_schemas import topics
+from cryptopipe_schemas.spec import load_spec_file
 
 # postgres too: `up hive` starts it as the metastore's database, and a run stops what it started.
 COMPONENTS = ["kafka", "spark", "hdfs", "postgres", "hive"]
@@ -141,6 +145,7 @@ def wait_for(
     total: int | None = None,
     finishing: frozenset[str] = frozenset(),
     timeout: float = 3600,
+    poll_seconds: float = 1,
 ) -> int:
     deadline = time.monotonic() + timeout
     value = progress()
@@ -148,7 +153,7 @@ def wait_for(
         supervisor.check(set(finishing))
         if time.monotonic() > deadline:
             raise StageFailed(f"timed out waiting for {what}")
-        time.sleep(1)
+        time.sleep(poll_seconds)
         value = progress()
         bar(what, value, total)
     bar(what, value, total)
@@ -163,6 +168,15 @@ def expected_trades(options: plan.Options) -> int | None:
     from cryptopipe_jobs.producer import recorded, replay
 
     return len(replay.klines_to_trades(recorded.load_embedded(), "BTCUSDT", "coinbase"))
+
+
+def committed_candles(
+    options: plan.Options, endpoints: plan.Endpoints, symbol: str
+) -> CommittedCandles:
+    """What the trainer will read: the model interval's parquet candles on HDFS."""
+    spec = load_spec_file(str(plan.spec_path(options, symbol)))
+    folder = hdfs_path(default_candles(spec, endpoints.hdfs_url))
+    return CommittedCandles(webhdfs_client(endpoints.webhdfs_url), folder)
 
 
 def write_specs(options: plan.Options) -> None:
@@ -201,11 +215,12 @@ def run(options: plan.Options, until_first_forecast: bool) -> int:
         if total is not None:
             wait_for("replay", lambda: end_offset(endpoints.kafka_bootstrap, trades_topic),
                      lambda n: n >= total, supervisor, total, frozenset({"producer"}))  # fmt: skip
-        candles_topic = topics.candles("1h", symbol)
         needed = 1000 if not options.live else 60
-        wait_for(f"hourly candles ({candles_topic})",
-                 lambda: end_offset(endpoints.kafka_bootstrap, candles_topic),
-                 lambda n: n >= needed, supervisor, None, frozenset({"producer"}))  # fmt: skip
+        for name in options.symbols:
+            committed = committed_candles(options, endpoints, name)
+            wait_for(f"hourly candles of {name} on HDFS", committed.count,
+                     lambda n: n >= needed, supervisor, None, frozenset({"producer"}),
+                     poll_seconds=5)  # fmt: skip
         say("stage 4/6: training a small LSTM and its baselines")
         for name in options.symbols:
             trainer = plan.trainer(options, endpoints, name)

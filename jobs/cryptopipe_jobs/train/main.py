@@ -57,13 +57,6 @@ class TrainOptions:
     result_file: Path | None = None
 
 
-def default_candles(spec: CryptoPipelineSpec, hdfs_url: str | None) -> str:
-    """The aggregator's HDFS folder for the pipeline's symbol and the model's interval."""
-    base = spec.sinks.hdfs.path.rstrip("/")
-    fs = (hdfs_url or "hdfs://").rstrip("/")
-    return f"{fs}{base}/candles/symbol={spec.symbol}/interval={spec.model.interval}"
-
-
 def result_json(record: VersionRecord) -> str:
     """The outcome for the operator (the pod's termination message; operator status.py)."""
     return json.dumps(
@@ -198,7 +191,7 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
     if candles is None:
         if not args.webhdfs_url:
             raise SpecError(["--candles: give a source, or --webhdfs-url to read from HDFS"])
-        candles = default_candles(spec, args.hdfs_url)
+        candles = sources.default_candles(spec, args.hdfs_url)
     for name in ("rows", "test_size", "folds", "train_size"):
         value = getattr(args, name)
         if value is not None and value < 1:

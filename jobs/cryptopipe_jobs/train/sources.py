@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from cryptopipe_jobs.producer.recorded import Kline, load_embedded, load_path
 from cryptopipe_model.features import CANDLE_COLUMNS, CandleDataError
+from cryptopipe_schemas.spec import CryptoPipelineSpec
 
 EMBEDDED = "embedded"
 
@@ -72,7 +73,14 @@ def normalize_candles(frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _is_data_file(name: str) -> bool:
+def default_candles(spec: CryptoPipelineSpec, hdfs_url: str | None) -> str:
+    """The aggregator's HDFS folder for the pipeline's symbol and the model's interval."""
+    base = spec.sinks.hdfs.path.rstrip("/")
+    fs = (hdfs_url or "hdfs://").rstrip("/")
+    return f"{fs}{base}/candles/symbol={spec.symbol}/interval={spec.model.interval}"
+
+
+def is_data_file(name: str) -> bool:
     return name.endswith(".parquet") and not name.startswith(("_", "."))
 
 
@@ -88,7 +96,7 @@ def read_local_parquet_folder(folder: Path) -> pd.DataFrame:
         Path(root) / name
         for root, _, names in os.walk(folder)
         for name in names
-        if _is_data_file(name)
+        if is_data_file(name)
     )
     return _concat([pq.read_table(path).to_pandas() for path in files], str(folder))
 
@@ -100,7 +108,7 @@ def read_hdfs_parquet_folder(client: Any, folder: str) -> pd.DataFrame:
     tables = []
     for root, _, names in client.walk(folder):
         for name in sorted(names):
-            if _is_data_file(name):
+            if is_data_file(name):
                 with client.read(posixpath.join(root, name)) as reader:
                     tables.append(pq.read_table(io.BytesIO(reader.read())).to_pandas())
     return _concat(tables, folder)

@@ -8,10 +8,15 @@ from pathlib import Path
 
 from cryptopipe_testbed import jvm, maven, paths, process, versions
 from cryptopipe_testbed.components.base import Component, Health
+from cryptopipe_testbed.components.kube import NODE_IP
 
 HOST = "127.0.0.1"
 BROKER_PORT = 19092
 CONTROLLER_PORT = 19093
+# Pods on the real node reach the broker through the node's address, which exists only while
+# the node is up; the listener binds every address so Kafka need not restart when it appears.
+POD_LISTENER_ADDRESS = NODE_IP
+POD_PORT = 19094
 DAEMON = "kafka"
 READY_LINE = b"Kafka Server started"
 
@@ -38,11 +43,18 @@ def server_properties(data_dir: Path) -> str:
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.bootstrap.servers": f"{HOST}:{CONTROLLER_PORT}",
-        "listeners": f"PLAINTEXT://{HOST}:{BROKER_PORT},CONTROLLER://{HOST}:{CONTROLLER_PORT}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{BROKER_PORT}",
+        "listeners": (
+            f"PLAINTEXT://{HOST}:{BROKER_PORT},CONTROLLER://{HOST}:{CONTROLLER_PORT},"
+            f"PODS://0.0.0.0:{POD_PORT}"
+        ),
+        "advertised.listeners": (
+            f"PLAINTEXT://{HOST}:{BROKER_PORT},PODS://{POD_LISTENER_ADDRESS}:{POD_PORT}"
+        ),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": (
+            "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,PODS:PLAINTEXT"
+        ),
         "log.dirs": str(data_dir),
         "num.partitions": "1",
         "auto.create.topics.enable": "false",
@@ -120,7 +132,10 @@ class Kafka(Component):
         return f"{HOST}:{BROKER_PORT}"
 
     def env(self) -> dict[str, str]:
-        return {"CRYPTOPIPE_KAFKA_BOOTSTRAP": self.address()}
+        return {
+            "CRYPTOPIPE_KAFKA_BOOTSTRAP": self.address(),
+            "CRYPTOPIPE_KAFKA_POD_BOOTSTRAP": f"{POD_LISTENER_ADDRESS}:{POD_PORT}",
+        }
 
 
 def _cluster_id() -> str:
