@@ -357,3 +357,30 @@ def test_with_a_schema_registry_records_carry_its_ids(
     assert resolve(registry_url, registry_id) is SchemaName.TRADE
     ids = register_all(registry_url)
     assert decode(values[0], ids=ids.names_by_id()).record["symbol"] == symbol
+
+
+def test_with_idle_after_replay_a_finished_replay_keeps_serving_until_sigterm(
+    tmp_path: Path, kafka_bootstrap: str, producer_factory: Callable[..., ProducerProcess]
+) -> None:
+    symbol = _symbol()
+    traded_klines = _write_binance_klines(tmp_path / "klines.csv", 10)
+    spec = _spec_file(tmp_path, symbol, {"kind": "replay", "replay": {"speed": 0}})
+    port = _free_port()
+    producer = producer_factory(
+        [spec],
+        "--data", str(tmp_path / "klines.csv"),
+        "--metrics-port", str(port),
+        "--idle-after-replay",
+    )  # fmt: skip
+    _wait(
+        lambda: len(_trade_ids(kafka_bootstrap, symbol)) == 4 * traded_klines,
+        "the whole replay in Kafka",
+        log=producer.tail,
+    )
+    _wait(lambda: "replay finished" in producer.tail(), "the idle line", log=producer.tail)
+    time.sleep(1)
+    assert producer.proc is not None and producer.proc.poll() is None, producer.tail()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:
+        assert answer.status == 200
+    assert producer.signal(signal.SIGTERM) == 0, producer.tail()
+    assert len(_trade_ids(kafka_bootstrap, symbol)) == 4 * traded_klines

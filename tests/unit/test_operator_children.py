@@ -76,6 +76,12 @@ def test_pods_mount_the_rendered_spec_and_use_the_platform_images_and_scheduling
             assert spec["securityContext"]["runAsNonRoot"] is True
 
 
+def test_a_replay_producer_stays_up_after_the_replay() -> None:
+    replaying = pipeline({"source": {"kind": "replay", "replay": {"data": "embedded"}}})
+    deployment = by_kind(children.desired(replaying, CONFIG))["Deployment"][0]
+    assert "--idle-after-replay" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
 def test_configmap_round_trips_through_the_jobs_spec_loader(tmp_path: Path) -> None:
     p = pipeline({"intervals": ["1m", "1h"], "sinks": {"hdfs": {"path": "/data"}}})
     cm = configmap.build(p, CONFIG)
@@ -94,6 +100,7 @@ def test_producer_arguments_probes_resources_and_single_instance() -> None:
     args = container["args"]
     assert args[args.index("--spec") + 1] == "/etc/cryptopipe/pipeline.yaml"
     assert args[args.index("--bootstrap-servers") + 1] == "kafka:9092"
+    assert "--idle-after-replay" not in args  # a live stream never finishes
     assert container["resources"] == {
         "requests": {"cpu": "300m", "memory": "384Mi"},
         "limits": {"memory": "384Mi"},

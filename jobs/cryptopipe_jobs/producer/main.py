@@ -47,6 +47,8 @@ class ProducerOptions:
     binance: binance_ws.BinanceConfig
     data_override: str | None = None
     schema_registry_url: str | None = None
+    # In a Deployment an exit is a crash: a finished replay stays up, metrics and probes served.
+    idle_after_replay: bool = False
 
 
 def replay_trades(spec: CryptoPipelineSpec, data_override: str | None) -> list[replay.ReplayTrade]:
@@ -166,6 +168,9 @@ def run(options: ProducerOptions, stop: threading.Event) -> None:
                 worker.start()
             for worker in workers:
                 worker.join()
+            if options.idle_after_replay and not stop.is_set():
+                log.info("replay finished; idle until stopped", extra={"symbols": symbols})
+                stop.wait()
         else:
             asyncio.run(_stream(options, symbols, sink, metrics, last, stop))
     finally:
@@ -220,6 +225,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--schema-registry-url",
         help="register schemas there and use its ids (default: ids derived from the schemas)",
     )
+    parser.add_argument(
+        "--idle-after-replay",
+        action="store_true",
+        help="after a replay, keep serving metrics until stopped instead of exiting",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -240,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         data_override=args.data,
         schema_registry_url=args.schema_registry_url,
+        idle_after_replay=args.idle_after_replay,
     )
     stop = stop_on_signals()
     try:

@@ -15,6 +15,7 @@ from cryptopipe_operator.children.common import (
     pod_template,
 )
 from cryptopipe_operator.config import PlatformConfig
+from cryptopipe_schemas.spec import SourceKind
 
 COMPONENT = "producer"
 
@@ -28,11 +29,15 @@ def metrics_service_name(pipeline: Pipeline) -> str:
 
 
 def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
-    return [
+    out = [
         "--spec", SPEC_FILE,
         "--bootstrap-servers", config.kafka.bootstrap_servers,
         "--metrics-port", str(PRODUCER_METRICS_PORT),
     ]  # fmt: skip
+    if pipeline.spec.source.kind is SourceKind.REPLAY:
+        # A finished replay must not exit: the Deployment would restart it in a crash loop.
+        out.append("--idle-after-replay")
+    return out
 
 
 def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
