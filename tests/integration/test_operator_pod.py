@@ -1,17 +1,21 @@
 """The operator and the dashboard in real pods on the test bed's real node.
 
 Our images are built with podman and imported into the node's containerd (node_load); helm
-installs charts/cryptopipe-operator with the operator pinned to the real node and every
-pipeline pod pinned to the kwok node (Kafka is not reachable from pods yet). The operator pod
-really runs: its readiness probe, its Lease, its /metrics, leader election between two replicas,
-and its RBAC, checked from inside the pod with its own ServiceAccount token. The pipeline
-builders have one scheduling for every child, so the dashboard is run here on the real node as a
-copy of the pod template the operator wrote, and opened in headless Chromium.
+installs charts/cryptopipe-operator with the operator and every pipeline pod on the real node,
+and Kafka `external`: the test bed's broker, which pods reach on its listener at the node's
+address. The operator pod really runs: its readiness probe, its Lease, its /metrics, leader
+election between two replicas, and its RBAC, checked from inside the pod with its own
+ServiceAccount token. A replay pipeline's producer pod publishes the bundled real history into
+Kafka, survives a SIGKILL without a duplicate or a gap, and its dashboard pod is opened in
+headless Chromium. The aggregator, trainer and predictor are not run here: no SparkApplication
+controller runs in this module, and the TensorFlow image is not imported (issue 13's test runs
+them); their pods wait, which the assertions below do not depend on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -26,6 +30,9 @@ from typing import Any
 
 import pytest
 import yaml
+from avro.io import BinaryDecoder, DatumReader
+from avro.schema import parse as parse_avro
+from kafka import KafkaConsumer, TopicPartition
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
@@ -33,32 +40,28 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from cryptopipe_jobs.producer import recorded, replay
+from cryptopipe_schemas import topics
+from cryptopipe_schemas.avro_schemas import SchemaName, schema_json
 from cryptopipe_testbed import node_load, upstream_crds
-from cryptopipe_testbed.components import images, kube, node
+from cryptopipe_testbed.components import images, kafka, kube, node
 from testbed_plugin import TestbedSession
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "cryptopipe-operator"
-EXAMPLE = ROOT / "examples" / "btcusdt.yaml"
 ARTIFACTS = ROOT / "test-artifacts"
 RELEASE = "cpo"
-PIPELINE = "btcusdt"
+PIPELINE = "replay"
 METRICS_PORT = 8080
-OUR_IMAGES = ("operator", "dashboard")
+OUR_IMAGES = ("operator", "producer", "dashboard")
 REAL = {node.NODE_LABEL[0]: node.NODE_LABEL[1]}
-KWOK_SCHEDULING = {
-    "nodeSelector": {kube.FAKE_NODE_LABEL[0]: kube.FAKE_NODE_LABEL[1]},
-    "tolerations": [
-        {
-            "key": kube.FAKE_NODE_TAINT[0],
-            "operator": "Equal",
-            "value": kube.FAKE_NODE_TAINT[1],
-            "effect": kube.FAKE_NODE_TAINT[2],
-        }
-    ],
-}
+POD_KAFKA = f"{kafka.POD_LISTENER_ADDRESS}:{kafka.POD_PORT}"
+HOST_KAFKA = f"{kafka.HOST}:{kafka.BROKER_PORT}"
+# The bundled history (about 20,000 hours) in about 45 s: long enough to kill the producer in
+# the middle of it.
+REPLAY_SPEED = 1_600_000
 UPSTREAM_CRDS = (
     "kafkas.kafka.strimzi.io",
     "kafkatopics.kafka.strimzi.io",
@@ -71,10 +74,10 @@ EXPECTED_CHILDREN = {
     ("SparkApplication", f"{PIPELINE}-aggregator"),
     ("CronJob", f"{PIPELINE}-retrain"),
     ("Deployment", f"{PIPELINE}-predictor"),
+    ("Service", f"{PIPELINE}-predictor-metrics"),
     ("Deployment", f"{PIPELINE}-dashboard"),
     ("Service", f"{PIPELINE}-dashboard"),
     ("Ingress", f"{PIPELINE}-dashboard"),
-    ("KafkaTopic", f"{PIPELINE}-trades-btcusdt"),
 }
 CHILD_KINDS = (
     "configmaps,services,deployments,jobs,cronjobs,ingresses,kafkatopics,sparkapplications"
@@ -210,7 +213,7 @@ class Release:
 @pytest.fixture(scope="module")
 def prepared(testbed: TestbedSession) -> None:
     """The real node, our images in its containerd, the upstream CRDs."""
-    testbed.ensure("kube", "node", "images")
+    testbed.ensure("kafka", "kube", "node", "images")
     images.build(list(OUR_IMAGES))  # layer-cache hits unless the sources changed
     imported = node_load.load(OUR_IMAGES)
     print(f"images imported into containerd: {imported} (0.0: already there)")
@@ -232,7 +235,10 @@ def release(prepared: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "nodeSelector": REAL,
         "watchNamespaces": [pipelines],
         "operator": {"resyncSeconds": 5},
-        "platform": {"scheduling": KWOK_SCHEDULING, "freshness": {"enabled": False}},
+        "platform": {
+            "scheduling": {"nodeSelector": REAL},
+            "kafka": {"mode": "external", "bootstrapServers": POD_KAFKA},
+        },
     }
     (home / "values.yaml").write_text(yaml.safe_dump(values))
     kubectl("create", "namespace", pipelines)
@@ -395,32 +401,6 @@ def test_least_privilege_from_inside_the_operator_pod(release: Release) -> None:
         assert f'"system:serviceaccount:{ns}:{release.fullname}" cannot' in body["message"], path
 
 
-def set_kafka_ready(namespace: str) -> None:
-    """Play Strimzi: a Kafka resource named as the chart's platform.kafka.cluster, Ready."""
-    kafka = {
-        "apiVersion": "kafka.strimzi.io/v1",
-        "kind": "Kafka",
-        "metadata": {"name": "cryptopipe"},
-        "spec": {
-            "kafka": {
-                "listeners": [{"name": "plain", "port": 9092, "type": "internal", "tls": False}]
-            }
-        },
-    }
-    kubectl("apply", f"--namespace={namespace}", "-f", "-", stdin=json.dumps(kafka))
-    ready = {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
-    kubectl(
-        "patch",
-        "kafka",
-        "cryptopipe",
-        f"--namespace={namespace}",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": {"conditions": [ready]}}),
-    )
-
-
 def children(namespace: str) -> dict[tuple[str, str], dict[str, Any]]:
     items = get(CHILD_KINDS, f"--namespace={namespace}", "-l", f"cryptopipe.io/pipeline={PIPELINE}")
     return {
@@ -430,26 +410,74 @@ def children(namespace: str) -> dict[tuple[str, str], dict[str, Any]]:
     }
 
 
-def real_dashboard(operator_written: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
-    """The operator's dashboard Deployment, moved to the real node under its own name and
-    labels (so the operator leaves it alone), owned by the pipeline for the garbage collector."""
-    name = f"{PIPELINE}-dashboard-real"
-    template = json.loads(json.dumps(operator_written["spec"]["template"]))
-    template["metadata"] = {"labels": {"app": name}}
-    template["spec"]["nodeSelector"] = REAL
-    template["spec"].pop("tolerations", None)
-    reference = {
-        "apiVersion": owner["apiVersion"],
-        "kind": owner["kind"],
-        "name": owner["metadata"]["name"],
-        "uid": owner["metadata"]["uid"],
-    }
+def replay_pipeline(symbol: str) -> dict[str, Any]:
     return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": {"app": name}, "ownerReferences": [reference]},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template},
+        "apiVersion": "cryptopipe.io/v1alpha1",
+        "kind": "CryptoPipeline",
+        "metadata": {"name": PIPELINE},
+        "spec": {
+            "symbol": symbol,
+            "source": {
+                "kind": "replay",
+                "replay": {"data": "embedded", "speed": REPLAY_SPEED, "shiftToNow": True},
+            },
+            "intervals": ["1h"],
+            "watermark": "2m",
+            "dashboard": {"enabled": True, "host": "replay.cryptopipe.local"},
+            "resources": {
+                "producer": {"cpu": "100m", "memory": "256Mi"},
+                "predictor": {"cpu": "50m", "memory": "256Mi"},
+                "dashboard": {"cpu": "100m", "memory": "384Mi"},
+            },
+        },
     }
+
+
+def topic_records(topic: str) -> list[bytes]:
+    """Every record of a topic, read from the host's listener."""
+    consumer = KafkaConsumer(bootstrap_servers=HOST_KAFKA, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        values: list[bytes] = []
+        while any(consumer.position(p) < ends[p] for p in partitions):
+            for records in consumer.poll(timeout_ms=2000).values():
+                values.extend(record.value for record in records)
+        return values
+    finally:
+        consumer.close()
+
+
+def end_offset(topic: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=HOST_KAFKA)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(partitions).values()) if partitions else 0
+    finally:
+        consumer.close()
+
+
+def trade_ids(values: list[bytes]) -> list[int]:
+    """Decoded by the Apache `avro` package (not our fastavro codec), past the 5-byte header."""
+    reader = DatumReader(parse_avro(json.dumps(schema_json(SchemaName.TRADE))))
+    records = [reader.read(BinaryDecoder(io.BytesIO(value[5:]))) for value in values]
+    return [int(record["trade_id"]) for record in records if isinstance(record, dict)]
+
+
+def condition(namespace: str, kind: str) -> dict[str, Any] | None:
+    pipeline = get("cpl", PIPELINE, f"--namespace={namespace}") or {}
+    found = [c for c in pipeline.get("status", {}).get("conditions", []) if c["type"] == kind]
+    return found[0] if found else None
+
+
+def component_pods(namespace: str, component: str) -> list[dict[str, Any]]:
+    selector = f"cryptopipe.io/pipeline={PIPELINE},app.kubernetes.io/component={component}"
+    pods = get("pods", f"--namespace={namespace}", "-l", selector)["items"]
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
 
 @contextlib.contextmanager
@@ -479,30 +507,34 @@ def screenshot(driver: WebDriver, name: str) -> Path:
     return path
 
 
-def open_dashboard(namespace: str, pod: str, port: int, profile: Path) -> Path:
-    """The page through port-forward: the friendly Kafka message, no traceback; a screenshot."""
+def open_dashboard(namespace: str, pod: str, port: int, symbol: str, profile: Path) -> Path:
+    """The page through port-forward: the pod reads Kafka (an empty candles topic is said so in
+    words, no traceback); a screenshot."""
+    expected = f"No finalized 1h candles for {symbol} yet"
     with port_forward(namespace, f"pod/{pod}", port) as local, chromium(profile) as driver:
         driver.get(f"http://127.0.0.1:{local}/")
         try:
-            WebDriverWait(driver, 90, poll_frequency=1).until(
-                lambda d: "Kafka is not reachable" in page_text(d)
-            )
+            WebDriverWait(driver, 90, poll_frequency=1).until(lambda d: expected in page_text(d))
         except TimeoutException:
             shot = screenshot(driver, "operator-pod-dashboard-timeout")
-            pytest.fail(f"no Kafka message (screenshot {shot}); page:\n{page_text(driver)}")
+            pytest.fail(f"no {expected!r} (screenshot {shot}); page:\n{page_text(driver)}")
         assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
         assert "Traceback" not in page_text(driver)
-        assert "candles (candles.1m.btcusdt)" in page_text(driver)  # the pipeline's first interval
-        return screenshot(driver, "operator-pod-dashboard-kafka-unreachable")
+        assert "Kafka is not reachable" not in page_text(driver)
+        return screenshot(driver, "operator-pod-dashboard")
 
 
-def test_pipeline_reconciled_by_the_pod_dashboard_served_then_collected(
+def test_replay_pipeline_producer_and_dashboard_pods_then_collected(
     release: Release, tmp_path: Path
 ) -> None:
     ns = release.pipelines
-    set_kafka_ready(release.namespace)
+    symbol = f"P{uuid.uuid4().hex[:8].upper()}USDT"  # a topic of its own
+    topic = topics.trades(symbol)
+    expected_ids = [
+        t.trade_id for t in replay.klines_to_trades(recorded.load_embedded(), symbol, "coinbase")
+    ]
     began = time.monotonic()
-    kubectl("apply", f"--namespace={ns}", "-f", str(EXAMPLE))
+    kubectl("apply", f"--namespace={ns}", "-f", "-", stdin=json.dumps(replay_pipeline(symbol)))
     found = wait_for("every child", lambda: set(c := children(ns)) >= EXPECTED_CHILDREN and c)
     print(f"kubectl apply -> children created: {time.monotonic() - began:.1f}s")
     owner = get("cpl", PIPELINE, f"--namespace={ns}")
@@ -513,43 +545,63 @@ def test_pipeline_reconciled_by_the_pod_dashboard_served_then_collected(
     writes = metric(release.pod_metrics(release.leader()), "cryptopipe_operator_writes_total")
     assert writes is not None and writes > 0
 
-    # Every pipeline pod goes where platform.scheduling says: the kwok node.
-    written = found[("Deployment", f"{PIPELINE}-dashboard")]
-    assert written["spec"]["template"]["spec"]["nodeSelector"] == KWOK_SCHEDULING["nodeSelector"]
+    # The producer pod replays into the test bed's Kafka from the real node.
+    wait_for("the first trade in Kafka", lambda: end_offset(topic) > 0, 120)
+    print(f"kubectl apply -> producer's first record: {time.monotonic() - began:.1f}s")
+    (first,) = wait_for("the producer pod", lambda: component_pods(ns, "producer"))
+    assert first["spec"]["nodeName"] == node.NODE_NAME
+    assert first["spec"]["containers"][0]["image"] == images.reference("producer")
 
-    def producer_on_kwok() -> bool:
-        selector = f"cryptopipe.io/pipeline={PIPELINE},app.kubernetes.io/component=producer"
-        pods = get("pods", f"--namespace={ns}", "-l", selector)["items"]
-        return any(p["spec"].get("nodeName") == kube.FAKE_NODE for p in pods)
+    # SIGKILL mid-replay (grace period 0); the Deployment's replacement resumes after the last
+    # trade in the topic.
+    killed_at = end_offset(topic)
+    assert 0 < killed_at < len(expected_ids), "the replay ended before the kill: slow it down"
+    kubectl("delete", "pod", first["metadata"]["name"], f"--namespace={ns}",
+            "--grace-period=0", "--force")  # fmt: skip
+    print(f"producer pod killed after {killed_at} of {len(expected_ids)} trades")
 
-    wait_for("the producer pod on the kwok node", producer_on_kwok)
+    def replacement() -> dict[str, Any] | None:
+        pods = component_pods(ns, "producer")
+        fresh = [p for p in pods if p["metadata"]["uid"] != first["metadata"]["uid"]]
+        return fresh[0] if fresh and is_ready(fresh[0]) else None
 
-    dashboard = real_dashboard(written, owner)
-    name = dashboard["metadata"]["name"]
-    began = time.monotonic()
-    kubectl("apply", f"--namespace={ns}", "-f", "-", stdin=json.dumps(dashboard))
+    second = wait_for("the replacement producer Ready", replacement, 120)
+    wait_for("the whole replay", lambda: end_offset(topic) >= len(expected_ids), 180)
+    time.sleep(2)  # anything more would be a duplicate
+    assert trade_ids(topic_records(topic)) == expected_ids, "trades lost or repeated"
+
+    # Its metrics through its Service (API server -> Service -> pod): it resumed, not restarted.
+    service = f"{PIPELINE}-producer-metrics"
+    path = f"/api/v1/namespaces/{ns}/services/{service}:metrics/proxy/metrics"
+    text = kube.kubectl("get", "--raw", path, timeout=30).stdout
+    sent = metric(text, f'cryptopipe_producer_messages_out_total{{symbol="{symbol}"}}')
+    assert sent is not None and 0 < sent < len(expected_ids), text[:2000]
+    # ProducerReady from the real pod's readiness.
+    ready = wait_for(
+        "ProducerReady",
+        lambda: (c := condition(ns, "ProducerReady")) and c["status"] == "True" and c,
+    )
+    assert second["spec"]["nodeName"] == node.NODE_NAME
+    print(f"ProducerReady: {ready['reason']}: {ready['message']}")
 
     def dashboard_pod() -> dict[str, Any] | None:
-        pods = get("pods", f"--namespace={ns}", "-l", f"app={name}")["items"]
+        pods = component_pods(ns, "dashboard")
         return next((p for p in pods if is_ready(p)), None)
 
     pod = wait_for("the dashboard pod Ready on the real node", dashboard_pod, 150)
-    print(f"dashboard pod Ready on the real node {time.monotonic() - began:.1f}s after apply")
     assert pod["spec"]["nodeName"] == node.NODE_NAME
     (container,) = pod["spec"]["containers"]
     assert container["image"] == images.reference("dashboard")
-    assert container["args"] == written["spec"]["template"]["spec"]["containers"][0]["args"]
     port = container["ports"][0]["containerPort"]
-    shot = open_dashboard(ns, pod["metadata"]["name"], port, tmp_path / "chromium")
+    shot = open_dashboard(ns, pod["metadata"]["name"], port, symbol, tmp_path / "chromium")
     print(f"screenshot: {shot}")
 
-    # Deleting the pipeline: the garbage collector removes its children and their pods, the
-    # real dashboard pod included.
+    # Deleting the pipeline: the garbage collector removes its children and their pods.
     kubectl("delete", "cpl", PIPELINE, f"--namespace={ns}", "--wait=true", "--timeout=60s")
 
     def collected() -> bool:
         pods = get("pods", f"--namespace={ns}")["items"]
-        return not children(ns) and not get("deployment", name, f"--namespace={ns}") and not pods
+        return not children(ns) and not pods
 
     wait_for("children and pods collected", collected, 120)
     sandboxes = node.crictl("pods", "--namespace", ns, "--state=ready", "--quiet").stdout.split()
