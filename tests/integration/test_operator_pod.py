@@ -18,12 +18,10 @@ import contextlib
 import io
 import json
 import os
-import re
 import subprocess
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,8 @@ import pytest
 import yaml
 from avro.io import BinaryDecoder, DatumReader
 from avro.schema import parse as parse_avro
-from kafka import KafkaConsumer, TopicPartition
+from kafka_support import end_offset, read_topic
+from node_support import get, http_get, is_ready, kubectl, metric, port_forward, wait_for
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
@@ -110,59 +109,6 @@ for method, path, body in json.loads(sys.argv[1]):
         answers.append([error.code, json.loads(error.read() or b"null")])
 print(json.dumps(answers))
 """
-
-
-def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
-    result = kube.kubectl(*args, stdin=stdin, timeout=120)
-    if check and result.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
-    return result.stdout
-
-
-def get(*args: str) -> Any:
-    result = kube.kubectl("get", *args, "-o", "json", timeout=60)
-    return json.loads(result.stdout) if result.returncode == 0 else None
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
-def metric(text: str, name: str) -> float | None:
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else None
-
-
-def is_ready(pod: dict[str, Any]) -> bool:
-    conditions = pod.get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-@contextlib.contextmanager
-def port_forward(namespace: str, target: str, port: int) -> Iterator[int]:
-    """`kubectl port-forward TARGET :PORT` (API server -> kubelet -> the pod); the local port."""
-    argv = [str(kube.kubectl_path()), f"--kubeconfig={kube.admin_kubeconfig()}"]
-    argv += [f"--namespace={namespace}", "port-forward", target, f":{port}"]
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as fwd:
-        try:
-            assert fwd.stdout is not None
-            first = fwd.stdout.readline()  # Forwarding from 127.0.0.1:PORT -> port
-            assert "127.0.0.1:" in first, f"port-forward said {first!r}"
-            yield int(first.split("127.0.0.1:")[1].split()[0])
-        finally:
-            fwd.terminate()
-
-
-def http_get(port: int, path: str) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
-        return str(answer.read().decode())
 
 
 @dataclass(frozen=True)
@@ -433,34 +379,6 @@ def replay_pipeline(symbol: str) -> dict[str, Any]:
     }
 
 
-def topic_records(topic: str) -> list[bytes]:
-    """Every record of a topic, read from the host's listener."""
-    consumer = KafkaConsumer(bootstrap_servers=HOST_KAFKA, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            return []
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        values: list[bytes] = []
-        while any(consumer.position(p) < ends[p] for p in partitions):
-            for records in consumer.poll(timeout_ms=2000).values():
-                values.extend(record.value for record in records)
-        return values
-    finally:
-        consumer.close()
-
-
-def end_offset(topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=HOST_KAFKA)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        return sum(consumer.end_offsets(partitions).values()) if partitions else 0
-    finally:
-        consumer.close()
-
-
 def trade_ids(values: list[bytes]) -> list[int]:
     """Decoded by the Apache `avro` package (not our fastavro codec), past the 5-byte header."""
     reader = DatumReader(parse_avro(json.dumps(schema_json(SchemaName.TRADE))))
@@ -546,7 +464,7 @@ def test_replay_pipeline_producer_and_dashboard_pods_then_collected(
     assert writes is not None and writes > 0
 
     # The producer pod replays into the test bed's Kafka from the real node.
-    wait_for("the first trade in Kafka", lambda: end_offset(topic) > 0, 120)
+    wait_for("the first trade in Kafka", lambda: end_offset(HOST_KAFKA, topic) > 0, 120)
     print(f"kubectl apply -> producer's first record: {time.monotonic() - began:.1f}s")
     (first,) = wait_for("the producer pod", lambda: component_pods(ns, "producer"))
     assert first["spec"]["nodeName"] == node.NODE_NAME
@@ -554,7 +472,7 @@ def test_replay_pipeline_producer_and_dashboard_pods_then_collected(
 
     # SIGKILL mid-replay (grace period 0); the Deployment's replacement resumes after the last
     # trade in the topic.
-    killed_at = end_offset(topic)
+    killed_at = end_offset(HOST_KAFKA, topic)
     assert 0 < killed_at < len(expected_ids), "the replay ended before the kill: slow it down"
     kubectl("delete", "pod", first["metadata"]["name"], f"--namespace={ns}",
             "--grace-period=0", "--force")  # fmt: skip
@@ -566,9 +484,9 @@ def test_replay_pipeline_producer_and_dashboard_pods_then_collected(
         return fresh[0] if fresh and is_ready(fresh[0]) else None
 
     second = wait_for("the replacement producer Ready", replacement, 120)
-    wait_for("the whole replay", lambda: end_offset(topic) >= len(expected_ids), 180)
+    wait_for("the whole replay", lambda: end_offset(HOST_KAFKA, topic) >= len(expected_ids), 180)
     time.sleep(2)  # anything more would be a duplicate
-    assert trade_ids(topic_records(topic)) == expected_ids, "trades lost or repeated"
+    assert trade_ids(read_topic(HOST_KAFKA, topic)) == expected_ids, "trades lost or repeated"
 
     # Its metrics through its Service (API server -> Service -> pod): it resumed, not restarted.
     service = f"{PIPELINE}-producer-metrics"

@@ -25,7 +25,7 @@ import yaml
 from avro.io import BinaryDecoder, DatumReader
 from avro.schema import parse as parse_avro
 from fakes.binance_server import FakeBinance
-from kafka import KafkaConsumer, TopicPartition
+from kafka_support import read_topic
 
 from cryptopipe_jobs.producer.recorded import load_embedded
 from cryptopipe_schemas import topics
@@ -120,30 +120,10 @@ def _wait(
     raise AssertionError(f"timed out waiting for {what}" + (f"\n{log()}" if log else ""))
 
 
-def _read_all(bootstrap: str, topic: str) -> list[bytes]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        if not partitions:
-            return []
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        values: list[bytes] = []
-        while any(consumer.position(p) < ends[p] for p in partitions):
-            for records in consumer.poll(timeout_ms=2000).values():
-                values.extend(record.value for record in records)
-        return values
-    finally:
-        consumer.close()
-
-
 def _trade_ids(bootstrap: str, symbol: str) -> list[int]:
     return [
         int(decode(value).record["trade_id"])
-        for value in _read_all(bootstrap, topics.trades(symbol))
+        for value in read_topic(bootstrap, topics.trades(symbol))
     ]
 
 
@@ -254,7 +234,7 @@ def test_malformed_frames_go_to_the_dead_letter_topic_with_reasons(
 
         def ours() -> list[dict[str, Any]]:
             letters = [
-                decode(v).record for v in _read_all(kafka_bootstrap, topics.deadletter("binance"))
+                decode(v).record for v in read_topic(kafka_bootstrap, topics.deadletter("binance"))
             ]
             return [letter for letter in letters if marker.encode() in letter["raw"]]
 
@@ -292,7 +272,7 @@ def test_replay_publishes_every_trade_once_across_restarts(
     )
     first = producer_factory([spec], "--data", str(tmp_path / "klines.csv"), "--metrics-port", "0")
     assert first.proc is not None and first.proc.wait(timeout=120) == 0, first.tail()
-    values = _read_all(kafka_bootstrap, topics.trades(symbol))
+    values = read_topic(kafka_bootstrap, topics.trades(symbol))
     ids = [int(decode(v).record["trade_id"]) for v in values]
     assert len(ids) == 4 * traded_klines
     assert ids == sorted(set(ids))
@@ -349,7 +329,7 @@ def test_with_a_schema_registry_records_carry_its_ids(
     argv = ["--data", str(tmp_path / "klines.csv"), "--metrics-port", "0"]
     producer = producer_factory([spec], *argv, "--schema-registry-url", registry_url)
     assert producer.proc is not None and producer.proc.wait(timeout=120) == 0, producer.tail()
-    values = _read_all(kafka_bootstrap, topics.trades(symbol))
+    values = read_topic(kafka_bootstrap, topics.trades(symbol))
     assert values
     found = {int.from_bytes(value[1:5], "big") for value in values}
     assert len(found) == 1

@@ -1,0 +1,70 @@
+"""kubectl, waiting and port-forward helpers for tests against the test bed's real node."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from cryptopipe_testbed.components import kube
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
+    result = kube.kubectl(*args, stdin=stdin, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+    return result.stdout
+
+
+def get(*args: str) -> Any:
+    """`kubectl get ... -o json`, or None when it fails (for example: not found)."""
+    result = kube.kubectl("get", *args, "-o", "json", timeout=60)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
+    """The first truthy value of `check`, polled every half second."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def metric(text: str, name: str) -> float | None:
+    """One sample of a Prometheus text exposition; `name` includes any labels."""
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+@contextlib.contextmanager
+def port_forward(namespace: str, target: str, port: int) -> Iterator[int]:
+    """`kubectl port-forward TARGET :PORT` (API server -> kubelet -> the pod); the local port."""
+    argv = [str(kube.kubectl_path()), f"--kubeconfig={kube.admin_kubeconfig()}"]
+    argv += [f"--namespace={namespace}", "port-forward", target, f":{port}"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as fwd:
+        try:
+            assert fwd.stdout is not None
+            first = fwd.stdout.readline()  # Forwarding from 127.0.0.1:PORT -> port
+            assert "127.0.0.1:" in first, f"port-forward said {first!r}"
+            yield int(first.split("127.0.0.1:")[1].split()[0])
+        finally:
+            fwd.terminate()
+
+
+def http_get(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+        return str(answer.read().decode())
