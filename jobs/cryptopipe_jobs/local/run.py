@@ -27,8 +27,8 @@ import yaml
 from kafka import KafkaConsumer, TopicPartition
 
 from cryptopipe_jobs.local import plan
-from cryptopipe_jobs.local.readiness import CommittedCandles
 from cryptopipe_jobs.storage.hdfs_storage import hdfs_path, webhdfs_client
+from cryptopipe_jobs.train.committed import CommittedCandles
 from cryptopipe_jobs.train.sources import default_candles
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.spec import load_spec_file

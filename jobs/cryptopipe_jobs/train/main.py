@@ -23,6 +23,7 @@ from cryptopipe_jobs.cli import INVALID_CONFIGURATION, refuse
 from cryptopipe_jobs.storage.hdfs_storage import hdfs_path, webhdfs_client
 from cryptopipe_jobs.storage.locate import is_hdfs, open_storage
 from cryptopipe_jobs.train import sources
+from cryptopipe_jobs.train.committed import CommittedCandles, wait_for_rows
 from cryptopipe_jobs.train.plan import parse_interval, required_rows
 from cryptopipe_model.baselines import all_baselines
 from cryptopipe_model.evaluate import Evaluation, walk_forward
@@ -55,6 +56,7 @@ class TrainOptions:
     seed: int = 0
     keras_verbose: int = 2
     result_file: Path | None = None
+    wait_for_data: float = 0  # seconds to wait for enough committed candles on HDFS
 
 
 def result_json(record: VersionRecord) -> str:
@@ -122,6 +124,12 @@ def train(options: TrainOptions, say: Say) -> VersionRecord:
     started = time.monotonic()
     spec = options.spec.model
     lstm = LstmModel(spec, seed=options.seed, verbose=options.keras_verbose)
+    if options.wait_for_data > 0 and is_hdfs(options.candles) and options.webhdfs_url:
+        needed = required_rows(spec, options.test_size, lstm.validation_fraction)
+        committed = CommittedCandles(
+            webhdfs_client(options.webhdfs_url), hdfs_path(options.candles)
+        )
+        wait_for_rows(committed, needed, options.wait_for_data, say)
     say(f"[1/{STAGES}] reading candles from {options.candles}")
     frame = read_candles(options)
     say(f"[2/{STAGES}] checking {len(frame)} candles (interval {spec.interval})")
@@ -182,6 +190,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--train-size", type=int, help="rolling training window (rows)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--wait-for-data",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="with HDFS candles: first wait up to this long until enough are committed "
+        "(a pipeline's first training starts with its aggregator)",
+    )
     return parser.parse_args(argv)
 
 
@@ -209,6 +225,7 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
         seed=args.seed,
         keras_verbose=1 if sys.stderr.isatty() else 2,
         result_file=args.result_file,
+        wait_for_data=args.wait_for_data,
     )
 
 

@@ -21,6 +21,7 @@ from cryptopipe_operator.config import PlatformConfig
 
 COMPONENT = "trainer"
 HASH_LABEL = "cryptopipe.io/training-hash"
+WAIT_FOR_DATA_SECONDS = 1800
 
 
 def training_hash(pipeline: Pipeline) -> str:
@@ -57,6 +58,8 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
         "--webhdfs-url", config.storage.webhdfs_url,
         "--registry", registry_location(pipeline, config),
         "--result-file", "/dev/termination-log",
+        # The first Job starts with the aggregator: it waits for candles instead of failing.
+        "--wait-for-data", str(WAIT_FOR_DATA_SECONDS),
     ]  # fmt: skip
 
 
