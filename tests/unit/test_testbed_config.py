@@ -21,11 +21,19 @@ def _properties(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if line)
 
 
-def test_kafka_never_creates_topics_and_listens_on_loopback_only(tmp_path: Path) -> None:
+def test_kafka_never_creates_topics_and_only_the_pod_listener_leaves_loopback(
+    tmp_path: Path,
+) -> None:
     settings = _properties(server_properties(tmp_path))
     assert settings["auto.create.topics.enable"] == "false"
-    for listener in settings["listeners"].split(","):
-        assert "//127.0.0.1:" in listener
+    listeners = dict(item.split("://") for item in settings["listeners"].split(","))
+    assert listeners == {
+        "PLAINTEXT": "127.0.0.1:19092",
+        "CONTROLLER": "127.0.0.1:19093",
+        "PODS": "0.0.0.0:19094",
+    }
+    advertised = dict(item.split("://") for item in settings["advertised.listeners"].split(","))
+    assert advertised == {"PLAINTEXT": "127.0.0.1:19092", "PODS": "10.242.0.1:19094"}
     assert settings["process.roles"] == "broker,controller"
     assert settings["log.dirs"] == str(tmp_path)
 
