@@ -20,8 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cryptopipe_testbed import versions
+
 SPARK_OPERATOR_MODULE = "github.com/kubeflow/spark-operator/v2"
-SPARK_OPERATOR_VERSION = "v2.5.0"
+SPARK_OPERATOR_VERSION = versions.SPARK_OPERATOR
 STRIMZI_VERSION = "1.2.0"
 JAVA_HOME = Path("/usr/lib/jvm/temurin-25-jdk-amd64")
 

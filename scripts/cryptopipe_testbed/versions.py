@@ -30,3 +30,5 @@ LOCAL_PATH_PROVISIONER = "v0.0.30"
 # The Debian release whose containerd (1.6), runc, CNI plugins and static binaries the node uses.
 DEBIAN_SUITE = "bookworm"
 APICURIO_REGISTRY = "3.3.3"
+# Kubeflow spark-operator: its CRDs (upstream_crds) and its controller (components/spark_operator).
+SPARK_OPERATOR = "v2.5.0"

@@ -12,6 +12,7 @@ from cryptopipe_testbed.components.node import Node
 from cryptopipe_testbed.components.postgres import Postgres
 from cryptopipe_testbed.components.registry import SchemaRegistry
 from cryptopipe_testbed.components.spark import Spark
+from cryptopipe_testbed.components.spark_operator import SparkOperator
 
 ALL: tuple[Component, ...] = (
     Kafka(),
@@ -21,6 +22,7 @@ ALL: tuple[Component, ...] = (
     HiveMetastore(),
     Kubernetes(),
     Node(),
+    SparkOperator(),
     SchemaRegistry(),
     Images(),
 )
