@@ -254,6 +254,17 @@ def test_spark_image_has_pyspark_its_launcher_and_exactly_the_connector_jars(
     prefixes += ["kafka-clients-", "commons-pool2-"]
     assert len(listing) == 5
     assert all(any(jar.startswith(prefix) for jar in listing) for prefix in prefixes), listing
+    # ... and on pyspark's classpath, which driver and executor pods use (their SPARK_CONF_DIR
+    # is Spark's generated one): links that resolve.
+    on_classpath = _run(
+        "spark",
+        "-c",
+        "import os, pyspark; jars = os.path.join(pyspark.__path__[0], 'jars'); "
+        "print(' '.join(n for n in os.listdir(jars) if os.path.islink(os.path.join(jars, n)) "
+        "and os.path.isfile(os.path.join(jars, n))))",
+        options=python,
+    ).split()
+    assert sorted(on_classpath) == sorted(listing)
 
 
 def _hdfs_conf(conf: Path, ports: list[int]) -> None:

@@ -158,6 +158,26 @@ def test_spark_application_checkpoints_on_hdfs_by_identity_not_by_spec() -> None
     assert aggregator.spark_cores("2500m") == 3
 
 
+def test_spark_pods_get_the_spec_volume_security_and_scheduling_from_pod_templates() -> None:
+    app = aggregator.build(pipeline(), CONFIG)
+    assert "volumes" not in app["spec"]  # the webhook would add it a second time
+    for role, container_name in (
+        ("driver", "spark-kubernetes-driver"),
+        ("executor", "spark-kubernetes-executor"),
+    ):
+        part = app["spec"][role]
+        assert not {"volumeMounts", "securityContext", "nodeSelector", "tolerations"} & set(part)
+        template = part["template"]["spec"]
+        assert template["volumes"] == [{"name": "pipeline", "configMap": {"name": "btc-config"}}]
+        (container,) = template["containers"]
+        assert container["name"] == container_name
+        assert container["volumeMounts"][0]["mountPath"] == "/etc/cryptopipe"
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert template["securityContext"]["runAsNonRoot"] is True
+        assert template["nodeSelector"] == {"type": "kwok"}
+        assert part["labels"]["cryptopipe.io/pipeline"] == "btc"
+
+
 def test_a_sheets_change_rolls_only_the_aggregator() -> None:
     before = pipeline()
     after = pipeline(

@@ -2,6 +2,12 @@
 
 Its checkpoint lives on HDFS at a path that depends only on the pipeline's identity, so a
 resubmission (after a spec change, a failure or a suspend) continues from where it stopped.
+
+Volumes, security contexts and scheduling go into the driver's and executor's pod templates
+(`spark.kubernetes.{driver,executor}.podTemplateFile`, which the spark-operator writes for
+spark-submit), not into the SparkPodSpec fields of the same names: those only reach the pods
+through the operator's mutating webhook, which an install may not run, and with both a volume
+would be added twice.
 """
 
 from __future__ import annotations
@@ -12,19 +18,23 @@ from typing import Any
 from cryptopipe_operator.children.common import (
     CONFIG_HASH,
     SPEC_FILE,
-    SPEC_MOUNT,
     Pipeline,
     container_security,
     digest,
     labels,
     metadata,
+    pod_security,
     scheduling,
+    spec_mount,
     spec_volume,
 )
 from cryptopipe_operator.config import PlatformConfig
 
 API_VERSION = "sparkoperator.k8s.io/v1beta2"
 COMPONENT = "aggregator"
+# The container names Spark on Kubernetes gives its pods (and looks for in a pod template).
+DRIVER_CONTAINER = "spark-kubernetes-driver"
+EXECUTOR_CONTAINER = "spark-kubernetes-executor"
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 
 
@@ -74,22 +84,35 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
     ]  # fmt: skip
 
 
+def pod_template(pipeline: Pipeline, config: PlatformConfig, container: str) -> dict[str, Any]:
+    """What Spark starts each driver or executor pod from: the spec volume, non-root, scheduling."""
+    return {
+        "spec": {
+            "securityContext": pod_security(),
+            "volumes": [spec_volume(pipeline)],
+            "containers": [
+                {
+                    "name": container,
+                    "volumeMounts": [spec_mount()],
+                    "securityContext": container_security(),
+                }
+            ],
+            **scheduling(config),
+        }
+    }
+
+
 def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
     spec = pipeline.spec
     requests = spec.resources.aggregator
     # Rolls (is resubmitted) on what the aggregation reads; the producer's settings don't matter.
     config_hash = digest(spec.symbol, spec.intervals, spec.watermark, spec.sinks)
-    pod_labels = labels(pipeline, COMPONENT)
-    mounts = [{"name": "pipeline", "mountPath": SPEC_MOUNT, "readOnly": True}]
     pod_common = {
-        "labels": pod_labels,
+        "labels": labels(pipeline, COMPONENT),
         "annotations": {CONFIG_HASH: config_hash},
         "memory": spark_memory(requests.memory),
         "cores": spark_cores(requests.cpu),
         "coreRequest": requests.cpu,
-        "volumeMounts": mounts,
-        "securityContext": container_security(),
-        **scheduling(config),
     }
     return {
         "apiVersion": API_VERSION,
@@ -119,8 +142,15 @@ def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
                 "onFailureRetryInterval": 10,
                 "onSubmissionFailureRetryInterval": 20,
             },
-            "volumes": [spec_volume(pipeline)],
-            "driver": {**pod_common, "serviceAccount": config.spark.service_account},
-            "executor": {**pod_common, "instances": config.spark.executor_instances},
+            "driver": {
+                **pod_common,
+                "serviceAccount": config.spark.service_account,
+                "template": pod_template(pipeline, config, DRIVER_CONTAINER),
+            },
+            "executor": {
+                **pod_common,
+                "instances": config.spark.executor_instances,
+                "template": pod_template(pipeline, config, EXECUTOR_CONTAINER),
+            },
         },
     }
