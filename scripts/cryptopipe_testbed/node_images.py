@@ -1,10 +1,13 @@
-"""The node's own images (pause, CoreDNS, local-path-provisioner, busybox), built with podman
-from `node_dockerfiles/` and imported into containerd.
+"""The node's own images (pause, CoreDNS, local-path-provisioner, busybox) and the test bed's
+stand-ins for upstream images (PostgreSQL), built with podman from `node_dockerfiles/` and
+imported into containerd.
 
-Each is a `FROM scratch` image around one static binary, so no registry and no base image is
-needed. Podman runs with the images component's configuration; its layer cache makes a
-rebuild of an unchanged image take about a second, and an image is imported into containerd
-only when its podman id differs from the one imported last.
+The node's own are `FROM scratch` images around one static binary, so no registry and no base
+image is needed. A stand-in builds on the images component's Debian base (debootstrap) and
+installs Debian's package, so its build reaches the Debian mirror. Podman runs with the images
+component's configuration; its layer cache makes a rebuild of an unchanged image take about a
+second, and an image is imported into containerd only when its podman id differs from the one
+imported last.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ def _busybox_tree(context: Path) -> None:
             (folder / applet).symlink_to("busybox")
 
 
+def _no_files(context: Path) -> None:
+    """The Dockerfile's folder holds everything it copies."""
+
+
 def _copy(source: Callable[[], Path], name: str) -> Callable[[Path], None]:
     def fill(context: Path) -> None:
         shutil.copy2(source() / name, context / name)
@@ -50,6 +57,8 @@ class NodeImage:
     name: str
     tag: str
     fill: Callable[[Path], None]  # puts what the Dockerfile copies into the context
+    # None: FROM scratch, built offline; otherwise the base image the build's RUN steps need.
+    base: str | None = None
 
     @property
     def reference(self) -> str:
@@ -64,7 +73,9 @@ LOCAL_PATH = NodeImage(
     _copy(node_build.local_path_bin, "local-path-provisioner"),
 )
 BUSYBOX = NodeImage("busybox", versions.DEBIAN_SUITE, _busybox_tree)
-ALL = (PAUSE, COREDNS, LOCAL_PATH, BUSYBOX)
+# The official postgres image's stand-in, for the platform chart's database (postgres.image).
+POSTGRES = NodeImage("postgres", versions.POSTGRES_MAJOR, _no_files, images.DEBIAN_BASE)
+ALL = (PAUSE, COREDNS, LOCAL_PATH, BUSYBOX, POSTGRES)
 
 
 def _log() -> Path:
@@ -79,11 +90,16 @@ def build(image: NodeImage) -> str:
     """Build one image with podman (a layer-cache hit when unchanged); its image id."""
     context = _contexts() / image.name
     shutil.rmtree(context, ignore_errors=True)
-    context.mkdir(parents=True)
-    shutil.copy2(DOCKERFILES / image.name / "Dockerfile", context / "Dockerfile")
+    shutil.copytree(DOCKERFILES / image.name, context)
     image.fill(context)
     images._pin_mtimes(context)
-    argv = ["podman", "build", "--layers", "--pull=never", "--network=none"]
+    argv = ["podman", "build", "--layers", "--pull=never"]
+    if image.base is None:
+        argv.append("--network=none")
+    else:
+        images.build_debian_base()
+        # Debian's packages come from the mirror apt uses, through the host's network.
+        argv += ["--network=host", f"--build-arg=BASE_IMAGE={image.base}"]
     argv += ["--tag", image.reference, str(context)]
     process.run(argv, log=_log(), env=images.podman_env())
     inspected = images.podman("image", "inspect", "--format", "{{.Id}}", image.reference)
@@ -94,28 +110,34 @@ def ctr_argv(address: Path, *args: str) -> list[str]:
     return ["ctr", f"--address={address}", f"--namespace={CONTAINERD_NAMESPACE}", *args]
 
 
+def ensure(image: NodeImage, address: Path, state: Path) -> bool:
+    """Build one image and import it unless containerd holds that very build; True if imported."""
+    image_id = build(image)
+    marker = state / f"{image.name}.id"
+    listed = subprocess.run(
+        ctr_argv(address, "images", "list", "--quiet", f"name=={image.reference}"),
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if image.reference in listed and marker.exists() and marker.read_text() == image_id:
+        return False
+    archive = state / f"{image.name}.tar"
+    state.mkdir(parents=True, exist_ok=True)
+    archive.unlink(missing_ok=True)
+    images.podman("save", "--format", "docker-archive", "-o", str(archive), image.reference)
+    process.run(ctr_argv(address, "images", "import", str(archive)), log=_log())
+    archive.unlink()
+    marker.write_text(image_id)
+    return True
+
+
 def import_all(address: Path, state: Path) -> None:
     """Build every node image and import the ones containerd lacks or holds stale."""
     images.install_tools()
     images.write_config()
     for image in ALL:
-        image_id = build(image)
-        marker = state / f"{image.name}.id"
-        listed = subprocess.run(
-            ctr_argv(address, "images", "list", "--quiet", f"name=={image.reference}"),
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.split()
-        if image.reference in listed and marker.exists() and marker.read_text() == image_id:
-            continue
-        archive = state / f"{image.name}.tar"
-        state.mkdir(parents=True, exist_ok=True)
-        archive.unlink(missing_ok=True)
-        images.podman("save", "--format", "docker-archive", "-o", str(archive), image.reference)
-        process.run(ctr_argv(address, "images", "import", str(archive)), log=_log())
-        archive.unlink()
-        marker.write_text(image_id)
+        ensure(image, address, state)
 
 
 def containerd_images(address: Path) -> list[str]:
