@@ -135,6 +135,16 @@ class ModelSpec:
     coverage: float = spec_field(
         "Nominal coverage of prediction intervals.", 0.9, minimum=0.5, maximum=0.99
     )
+    history: int = spec_field(
+        "Train and evaluate on at most the newest N candles; 0 takes all of them.", 0, minimum=0
+    )
+    test_size: int = spec_field(
+        "Forecast origins the walk-forward evaluation scores (the newest candles); training "
+        "waits until lookback, horizon and these many candles exist.",
+        3000,
+        minimum=1,
+    )
+    folds: int = spec_field("Walk-forward folds over the test origins.", 5, minimum=1, maximum=50)
 
 
 @dataclass(frozen=True)

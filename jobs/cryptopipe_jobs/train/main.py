@@ -185,9 +185,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--hdfs-url", help="default file system, e.g. hdfs://nn:8020")
     parser.add_argument("--result-file", type=Path, help="write the outcome here as JSON")
     parser.add_argument("--report-dir", type=Path, help="also keep the report here")
-    parser.add_argument("--rows", type=int, help="use only the last N candles")
-    parser.add_argument("--test-size", type=int, default=3000, help="walk-forward origins")
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument(
+        "--rows", type=int, help="use only the last N candles (default: spec.model.history)"
+    )
+    parser.add_argument(
+        "--test-size", type=int, help="walk-forward origins (default: spec.model.testSize)"
+    )
+    parser.add_argument("--folds", type=int, help="default: spec.model.folds")
     parser.add_argument("--train-size", type=int, help="rolling training window (rows)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -208,6 +212,9 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
         if not args.webhdfs_url:
             raise SpecError(["--candles: give a source, or --webhdfs-url to read from HDFS"])
         candles = sources.default_candles(spec, args.hdfs_url)
+    rows = args.rows if args.rows is not None else (spec.model.history or None)
+    test_size = args.test_size if args.test_size is not None else spec.model.test_size
+    folds = args.folds if args.folds is not None else spec.model.folds
     for name in ("rows", "test_size", "folds", "train_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -218,9 +225,9 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
         registry=args.registry,
         webhdfs_url=args.webhdfs_url,
         report_dir=args.report_dir,
-        rows=args.rows,
-        test_size=args.test_size,
-        folds=args.folds,
+        rows=rows,
+        test_size=test_size,
+        folds=folds,
         train_size=args.train_size,
         seed=args.seed,
         keras_verbose=1 if sys.stderr.isatty() else 2,
