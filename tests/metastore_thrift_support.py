@@ -211,3 +211,10 @@ def get_database_location(host: str, port: int, name: str) -> str:
 def get_all_databases(host: str, port: int) -> list[str]:
     databases: list[str] = call(host, port, "get_all_databases", {})
     return databases
+
+
+def get_partition_names(host: str, port: int, database: str, table: str) -> list[str]:
+    """Every partition's name (`symbol=X/interval=1h/date=...`) of a table."""
+    args = {1: _string(database), 2: _string(table), 3: Typed(I16, -1)}
+    names: list[str] = call(host, port, "get_partition_names", args)
+    return names

@@ -14,7 +14,6 @@ them); their pods wait, which the assertions below do not depend on.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -30,12 +29,10 @@ import pytest
 import yaml
 from avro.io import BinaryDecoder, DatumReader
 from avro.schema import parse as parse_avro
+from browser_support import chromium, page_text, screenshot
 from kafka_support import end_offset, read_topic
 from node_support import get, http_get, is_ready, kubectl, metric, port_forward, wait_for
-from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -50,7 +47,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "cryptopipe-operator"
-ARTIFACTS = ROOT / "test-artifacts"
 RELEASE = "cpo"
 PIPELINE = "replay"
 METRICS_PORT = 8080
@@ -81,13 +77,6 @@ EXPECTED_CHILDREN = {
 CHILD_KINDS = (
     "configmaps,services,deployments,jobs,cronjobs,ingresses,kafkatopics,sparkapplications"
 )
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--window-size=1400,1000",
-]  # fmt: skip
 # Run inside the operator pod with its python: each (method, path, body) against the API server
 # as the pod's ServiceAccount, exactly as an in-cluster client does; prints [[status, body]].
 IN_POD_CLIENT = """
@@ -373,6 +362,7 @@ def replay_pipeline(symbol: str) -> dict[str, Any]:
             "resources": {
                 "producer": {"cpu": "100m", "memory": "256Mi"},
                 "predictor": {"cpu": "50m", "memory": "256Mi"},
+                "trainer": {"cpu": "50m", "memory": "512Mi"},
                 "dashboard": {"cpu": "100m", "memory": "384Mi"},
             },
         },
@@ -396,33 +386,6 @@ def component_pods(namespace: str, component: str) -> list[dict[str, Any]]:
     selector = f"cryptopipe.io/pipeline={PIPELINE},app.kubernetes.io/component={component}"
     pods = get("pods", f"--namespace={namespace}", "-l", selector)["items"]
     return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-
-
-@contextlib.contextmanager
-def chromium(profile: Path) -> Iterator[WebDriver]:
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    assert not missing, f"{', '.join(missing)} missing: scripts/install-browser installs them"
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def page_text(driver: WebDriver) -> str:
-    text: str = driver.find_element(By.TAG_NAME, "body").text
-    return text
-
-
-def screenshot(driver: WebDriver, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    driver.save_screenshot(str(path))
-    return path
 
 
 def open_dashboard(namespace: str, pod: str, port: int, symbol: str, profile: Path) -> Path:

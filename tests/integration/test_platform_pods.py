@@ -15,180 +15,45 @@ to WebHDFS and the metastore's Thrift port directly (WebHDFS redirects to the Da
 
 from __future__ import annotations
 
-import base64
-import http.client
 import json
-import os
 import re
-import subprocess
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import metastore_thrift_support as hms
 import pytest
-import yaml
+from node_support import get, kubectl, wait_for
+from platform_support import (
+    CHART,
+    COMPONENTS,
+    KEPT_CLAIMS,
+    PREFIX,
+    RELEASE,
+    SECRET,
+    THRIFT_PORT,
+    Platform,
+    all_ready,
+    installed,
+    load_images,
+    webhdfs,
+)
 
-from cryptopipe_testbed import node_images, node_load, node_manifests
-from cryptopipe_testbed.components import images, kube, node
+from cryptopipe_testbed import node_images, node_manifests
+from cryptopipe_testbed.components import node
 from testbed_plugin import TestbedSession
 
 pytestmark = pytest.mark.integration
-
-CHART = Path(__file__).resolve().parents[2] / "charts" / "cryptopipe-platform"
-RELEASE = "cpp"
-PREFIX = "cryptopipe"  # the chart's platformName
-OUR_IMAGES = ("hadoop", "hive-metastore", "producer")
-COMPONENTS = ("hdfs-namenode", "hdfs-datanode", "hive-metastore", "postgres")
-SECRET = f"{PREFIX}-hive-metastore-db"
-KEPT_CLAIMS = {
-    f"name-{PREFIX}-hdfs-namenode-0",
-    f"data-{PREFIX}-hdfs-datanode-0",
-    f"data-{PREFIX}-postgres-0",
-}
-WEBHDFS_PORT = 9870
-THRIFT_PORT = 9083
-JVM = {"requests": {"cpu": "20m", "memory": "192Mi"}, "limits": {"memory": "640Mi"}}
-SMALL = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
-
-
-def values(env: dict[str, str]) -> dict[str, Any]:
-    return {
-        "image": {
-            "registry": images.registry(),
-            "tag": images.project_version(),
-            "pullPolicy": "Never",
-        },
-        "scheduling": {"nodeSelector": {node.NODE_LABEL[0]: node.NODE_LABEL[1]}},
-        "persistence": {"storageClass": env["CRYPTOPIPE_NODE_STORAGE_CLASS"]},
-        "kafka": {
-            "provider": "external",
-            "external": {"bootstrapServers": env["CRYPTOPIPE_KAFKA_POD_BOOTSTRAP"]},
-        },
-        "hdfs": {
-            "namenode": {"storage": "1Gi", "heap": "256m", "resources": JVM},
-            "datanode": {"storage": "1Gi", "heap": "256m", "resources": JVM},
-        },
-        "hiveMetastore": {"heap": "256m", "resources": JVM},
-        "postgres": {
-            "image": {
-                "repository": node_images.POSTGRES.reference.rsplit(":", 1)[0],
-                "tag": node_images.POSTGRES.tag,
-                "pullPolicy": "Never",
-            },
-            "storage": "1Gi",
-            "resources": SMALL,
-        },
-        "tests": {"resources": SMALL},
-    }
-
-
-def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
-    result = kube.kubectl(*args, stdin=stdin, timeout=120)
-    if check and result.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
-    return result.stdout
-
-
-def get(*args: str) -> Any:
-    result = kube.kubectl("get", *args, "-o", "json", timeout=60)
-    return json.loads(result.stdout) if result.returncode == 0 else None
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
-def is_ready(pod: dict[str, Any]) -> bool:
-    conditions = pod.get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-@dataclass(frozen=True)
-class Platform:
-    namespace: str
-    home: Path
-    values_file: Path
-    ready_seconds: float
-
-    def helm(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(kube.admin_kubeconfig()),
-            "HELM_CACHE_HOME": str(self.home / "cache"),
-            "HELM_CONFIG_HOME": str(self.home / "config"),
-            "HELM_DATA_HOME": str(self.home / "data"),
-        }
-        argv = [str(kube.helm_path()), *args, f"--namespace={self.namespace}"]
-        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
-
-    def pods(self, component: str) -> list[dict[str, Any]]:
-        """The component's pods that are not on their way out."""
-        selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}"
-        listed = get("pods", f"--namespace={self.namespace}", "-l", selector)
-        return [p for p in listed["items"] if not p["metadata"].get("deletionTimestamp")]
-
-    def ready_pod(self, component: str) -> dict[str, Any] | None:
-        pods = self.pods(component)
-        return pods[0] if len(pods) == 1 and is_ready(pods[0]) else None
-
-    def ip(self, component: str) -> str:
-        pod = wait_for(f"{component} Ready", lambda: self.ready_pod(component))
-        return str(pod["status"]["podIP"])
-
-    def secret_password(self) -> bytes:
-        secret = get("secret", SECRET, f"--namespace={self.namespace}")
-        return base64.b64decode(secret["data"]["password"])
-
-
-def all_ready(platform: Platform) -> dict[str, dict[str, Any]]:
-    found = {component: platform.ready_pod(component) for component in COMPONENTS}
-    return {c: pod for c, pod in found.items() if pod} if all(found.values()) else {}
-
-
-def delete_claims_and_volumes(namespace: str) -> None:
-    """The claims (kept on purpose) and the volumes local-path provisioned for them: the
-    provisioner deletes a released volume and its folder on the node (reclaim policy Delete)."""
-    kubectl("delete", "pvc", "--all", f"--namespace={namespace}", "--wait=false", check=False)
-
-    def volumes() -> list[str]:
-        listed = get("pv") or {"items": []}
-        return [
-            v["metadata"]["name"]
-            for v in listed["items"]
-            if v["spec"].get("claimRef", {}).get("namespace") == namespace
-        ]
-
-    try:
-        wait_for("local-path to delete the volumes", lambda: not volumes(), 90)
-    except AssertionError:
-        left = volumes()
-        if left:
-            kubectl("delete", "pv", *left, "--wait=false", check=False)
-        raise
 
 
 @pytest.fixture(scope="module")
 def prepared(testbed: TestbedSession) -> dict[str, str]:
     """The real node, Kafka, and the images in the node's containerd; the test bed's env."""
     env = testbed.ensure("kube", "node", "images", "kafka")
-    images.build(list(OUR_IMAGES))  # layer-cache hits unless the sources changed
-    imported = node_load.load(OUR_IMAGES)
-    where = node.layout()
-    began = time.monotonic()
-    if node_images.ensure(node_images.POSTGRES, where.containerd_socket, where.images):
-        imported["postgres"] = time.monotonic() - began
+    imported = load_images()
     print(f"images imported into containerd (seconds; 0.0: already there): {imported}")
     return env
 
@@ -198,25 +63,12 @@ def platform(
     prepared: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
     namespace = f"cpp-{uuid.uuid4().hex[:6]}"
-    home = tmp_path_factory.mktemp("helm")
-    values_file = home / "values.yaml"
-    values_file.write_text(yaml.safe_dump(values(prepared)))
     kubectl("create", "namespace", namespace)
-    installing = Platform(namespace, home, values_file, 0.0)
     try:
-        began = time.monotonic()
-        result = installing.helm("install", RELEASE, str(CHART), "-f", str(values_file))
-        assert result.returncode == 0, result.stderr
-        wait_for("every platform pod Ready", lambda: all_ready(installing), 240)
-        ready = time.monotonic() - began
-        print(f"helm install -> NameNode, DataNode, metastore and PostgreSQL Ready: {ready:.1f}s")
-        yield Platform(namespace, home, values_file, ready)
+        with installed(prepared, tmp_path_factory.mktemp("helm"), namespace) as ready:
+            yield ready
     finally:
-        installing.helm("uninstall", RELEASE, "--wait", "--timeout=90s")
-        try:
-            delete_claims_and_volumes(namespace)
-        finally:
-            kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def container_memory(container_id: str) -> tuple[int, int]:
@@ -267,35 +119,6 @@ def test_helm_test_passes_against_the_real_pods(platform: Platform) -> None:
         (f"{PREFIX}-{hook}", "Succeeded")
         for hook in ("test-kafka", "test-metastore", "test-webhdfs")
     ], output
-
-
-def pod_address(namespace: str, host: str) -> str:
-    """A pod's address for its cluster DNS name (<pod>.<service>.<namespace>.svc...), which
-    only cluster DNS resolves; any other host as it is."""
-    labels = host.split(".")
-    if len(labels) < 4 or labels[2] != namespace or labels[3] != "svc":
-        return host
-    pod = get("pod", labels[0], f"--namespace={namespace}")
-    return str(pod["status"]["podIP"])
-
-
-def webhdfs(
-    namespace: str, host: str, method: str, path: str, op: str, body: bytes | None = None
-) -> tuple[int, bytes]:
-    """One WebHDFS call to the NameNode at `host`; a redirect to a DataNode is followed."""
-    query = urllib.parse.urlencode({"op": op, "user.name": "cryptopipe-test", "overwrite": "false"})
-    url = f"http://{host}:{WEBHDFS_PORT}/webhdfs/v1{path}?{query}"
-    for _ in range(2):
-        parts = urllib.parse.urlsplit(url)
-        address = pod_address(namespace, str(parts.hostname))
-        connection = http.client.HTTPConnection(address, parts.port, timeout=30)
-        connection.request(method, f"{parts.path}?{parts.query}", body=body)
-        answer = connection.getresponse()
-        data = answer.read()
-        if answer.status != 307:
-            return answer.status, data
-        url = str(answer.getheader("Location"))
-    raise AssertionError(f"{op} {path}: redirected twice")
 
 
 def hdfs_path(location: str) -> str:
