@@ -1,7 +1,8 @@
 -- Finalized candles written by cryptopipe-aggregate: parquet under ${hdfs_base}/candles,
 -- one folder per symbol, interval and UTC date of the window start. The aggregator adds each
 -- new partition to the metastore in the micro-batch that first writes to it.
-CREATE DATABASE IF NOT EXISTS ${database};
+-- Located beside the data, not in the client's warehouse (a Spark driver in a pod has none).
+CREATE DATABASE IF NOT EXISTS ${database} LOCATION '${hdfs_base}/hive/${database}.db';
 
 CREATE EXTERNAL TABLE IF NOT EXISTS ${database}.candles (
   window_start TIMESTAMP COMMENT 'Inclusive start of the window (UTC)',

@@ -1,6 +1,7 @@
 -- Forecasts written by cryptopipe-predict: parquet under ${hdfs_base}/forecasts, one folder per
 -- symbol, interval and UTC date of made_at (the Forecast Avro record, less the partition keys).
-CREATE DATABASE IF NOT EXISTS ${database};
+-- Located beside the data, not in the client's warehouse (a Spark driver in a pod has none).
+CREATE DATABASE IF NOT EXISTS ${database} LOCATION '${hdfs_base}/hive/${database}.db';
 
 CREATE EXTERNAL TABLE IF NOT EXISTS ${database}.forecasts (
   made_at TIMESTAMP COMMENT 'Window end of the last candle the forecast used (UTC)',

@@ -74,6 +74,11 @@ class ReplaySource:
         "Shift event times so that the recording ends now (else keep the recorded times).",
         False,
     )
+    tail: int = spec_field(
+        "Replay only the newest N records of the recording (klines or trades); 0 replays all.",
+        0,
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,6 @@ from fakes.sheets_server import SheetsServer, service_account_file
 from pyspark.sql import SparkSession
 
 from cryptopipe_jobs.sinks.hadoop_fs import HadoopFs
-from cryptopipe_jobs.sinks.hive_ddl import apply_ddl, ddl_variables
 from cryptopipe_jobs.sinks.sheets import COLUMNS, cell, worksheet_title
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.spec import parse_spec, to_mapping
@@ -133,7 +132,6 @@ def test_sigkill_mid_batch_and_restart_keeps_every_candle_once(
         spec_files += ["--spec", str(path)]
     hdfs_url = spark_env["CRYPTOPIPE_HDFS_URL"]
     base = f"{hdfs_url}/it/{tag}"
-    apply_ddl(spark, ROOT / "hive", ddl_variables(spec, hdfs_url))
     create_topics(kafka_bootstrap, [topics.trades(s) for s in symbols])
     key = service_account_file(sheets.token_uri, str(tmp_path / "sa.json"))
     args = [
@@ -145,6 +143,8 @@ def test_sigkill_mid_batch_and_restart_keeps_every_candle_once(
         "--sheets-api-url", sheets.url,
         "--trigger-interval", "1 second",
         "--jars", spark_env["CRYPTOPIPE_SPARK_JARS"],
+        # The tables come from the aggregator itself, as in a cluster (idempotent on restart).
+        "--hive-ddl-dir", str(ROOT / "hive"),
     ]  # fmt: skip
 
     # Out of order by less than the watermark, so no trade is late however batches fall.

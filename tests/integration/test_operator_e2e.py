@@ -20,12 +20,13 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from node_support import wait_for
 
 from cryptopipe_testbed import upstream_crds
 from cryptopipe_testbed.components.kube import (
@@ -68,17 +69,6 @@ class Kube:
 
     def apply(self, obj: dict[str, Any], namespace: str) -> subprocess.CompletedProcess[str]:
         return self.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(obj), check=False)
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 def established(kube: Kube, crd: str) -> bool:

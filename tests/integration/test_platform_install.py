@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from node_support import wait_for
 
 from cryptopipe_testbed import upstream_crds
 from cryptopipe_testbed.components.kube import FAKE_NODE_LABEL, FAKE_NODE_TAINT
@@ -83,17 +83,6 @@ class Cluster:
         )
         assert result.returncode == 0, f"helm {' '.join(args[:2])}: {result.stderr}"
         return result.stdout
-
-
-def wait_for(what: str, check: Any, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,9 @@ def _flag(argv: list[str], name: str) -> str:
 def test_the_local_pipeline_is_a_valid_replay_pipeline_and_the_live_one_streams() -> None:
     replay = spec_from_document(plan.pipeline_manifest("BTCUSDT", live=False))
     assert replay.source.kind is SourceKind.REPLAY and replay.source.replay.speed == 0
+    assert replay.source.replay.tail == plan.REPLAY_TAIL
+    whole = spec_from_document(plan.pipeline_manifest("BTCUSDT", live=False, tail=0))
+    assert whole.source.replay.tail == 0  # a user's own recording (--data) is replayed whole
     assert replay.model.interval in replay.intervals
     live = spec_from_document(plan.pipeline_manifest("ETHUSDT", live=True))
     assert live.source.kind is SourceKind.BINANCE and "1m" in live.intervals

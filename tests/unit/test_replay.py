@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cryptopipe_jobs.producer.main import replay_trades
 from cryptopipe_jobs.producer.recorded import (
     EMBEDDED_EXCHANGE,
     EMBEDDED_FILE,
@@ -32,6 +33,7 @@ from cryptopipe_jobs.producer.replay import (
 )
 from cryptopipe_schemas.avro_schemas import SchemaName
 from cryptopipe_schemas.codec import decode, encode
+from cryptopipe_schemas.spec import CryptoPipelineSpec, spec_from_document
 
 pytestmark = pytest.mark.unit
 
@@ -445,3 +447,15 @@ def test_resume_of_derived_trades_across_a_restart() -> None:
     first = list(replay(trades, 0, None, lambda: T0, _no_sleep))[:5]
     rest = list(replay(trades, 0, None, lambda: T0, _no_sleep, after_id=first[-1]["trade_id"]))
     assert [r["trade_id"] for r in first + rest] == [t.trade_id for t in trades]
+
+
+def test_a_replay_tail_keeps_only_the_newest_klines_of_the_recording() -> None:
+    def spec(tail: int) -> CryptoPipelineSpec:
+        source = {"kind": "replay", "replay": {"data": "embedded", "tail": tail}}
+        return spec_from_document({"symbol": "BTCUSDT", "source": source})
+
+    klines = load_embedded()
+    trades = replay_trades(spec(48), None)
+    assert trades == klines_to_trades(klines[-48:], "BTCUSDT", "coinbase")
+    assert min(t.time_ms for t in trades) >= klines[-48].open_time_ms
+    assert len(replay_trades(spec(0), None)) == len(klines_to_trades(klines, "BTCUSDT", "coinbase"))

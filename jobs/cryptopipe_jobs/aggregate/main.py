@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from kafka import KafkaAdminClient
 from prometheus_client import start_http_server
@@ -27,6 +28,7 @@ from cryptopipe_jobs.cli import refuse, stop_on_signals
 from cryptopipe_jobs.producer.kafka_sink import TopicSettings, ensure_topics
 from cryptopipe_jobs.sinks.batch_writer import BatchWriter, SinkTargets
 from cryptopipe_jobs.sinks.hadoop_fs import HadoopFs
+from cryptopipe_jobs.sinks.hive_ddl import apply_ddl, ddl_variables
 from cryptopipe_jobs.sinks.parquet import ParquetLayout
 from cryptopipe_jobs.sinks.sheets import SheetsWriter
 from cryptopipe_jobs.sinks.sheets_client import open_spreadsheet
@@ -56,6 +58,7 @@ class AggregateOptions:
     jars: Sequence[str] = ()
     metrics_port: int = 0
     max_restarts: int = 3
+    hive_ddl_dir: Path | None = None
 
     @property
     def spec(self) -> CryptoPipelineSpec:
@@ -179,6 +182,9 @@ def run(options: AggregateOptions, spark: SparkSession, stop_on_signal: bool = T
     ids = register_all(options.schema_registry_url) if options.schema_registry_url else None
     fs = HadoopFs(spark, options.base)
     targets = sink_targets(options, fs, ids or SchemaIds.derived())
+    if targets.hive_table and options.hive_ddl_dir is not None:
+        # Idempotent (IF NOT EXISTS): in a cluster the aggregator is the first to need them.
+        apply_ddl(spark, options.hive_ddl_dir, ddl_variables(options.spec, options.hdfs_url))
     if targets.hive_table and not spark.catalog.tableExists(targets.hive_table):
         raise SpecError([f"sinks.hive: {targets.hive_table} is missing; run cryptopipe-hive-ddl"])
     if targets.kafka_bootstrap is not None:
@@ -257,6 +263,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--jars", default="", help="comma-separated connector jars")
     parser.add_argument("--metrics-port", type=int, default=0, help="0 turns the endpoint off")
     parser.add_argument("--max-restarts", type=int, default=3, help="query restarts on failure")
+    parser.add_argument(
+        "--hive-ddl-dir",
+        type=Path,
+        help="apply hive/*.hql from here before starting (what cryptopipe-hive-ddl does)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -285,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         jars=[jar for jar in args.jars.split(",") if jar],
         metrics_port=args.metrics_port,
         max_restarts=args.max_restarts,
+        hive_ddl_dir=args.hive_ddl_dir,
     )
     spark = create_session(
         SparkSettings(

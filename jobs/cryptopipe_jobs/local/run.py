@@ -167,7 +167,8 @@ def expected_trades(options: plan.Options) -> int | None:
         return None
     from cryptopipe_jobs.producer import recorded, replay
 
-    return len(replay.klines_to_trades(recorded.load_embedded(), "BTCUSDT", "coinbase"))
+    klines = recorded.load_embedded()[-plan.REPLAY_TAIL :]
+    return len(replay.klines_to_trades(klines, "BTCUSDT", "coinbase"))
 
 
 def committed_candles(
@@ -183,7 +184,12 @@ def write_specs(options: plan.Options) -> None:
     options.state.mkdir(parents=True, exist_ok=True)
     for symbol in options.symbols:
         plan.spec_path(options, symbol).write_text(
-            yaml.safe_dump(plan.pipeline_manifest(symbol, options.live))
+            # A user's own recording (--data) is replayed whole.
+            yaml.safe_dump(
+                plan.pipeline_manifest(
+                    symbol, options.live, 0 if options.data else plan.REPLAY_TAIL
+                )
+            )
         )
 
 

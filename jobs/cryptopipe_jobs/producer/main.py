@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from kafka import KafkaAdminClient
 
@@ -51,19 +52,26 @@ class ProducerOptions:
     idle_after_replay: bool = False
 
 
+Record = TypeVar("Record")
+
+
 def replay_trades(spec: CryptoPipelineSpec, data_override: str | None) -> list[replay.ReplayTrade]:
     data = data_override or spec.source.replay.data
+    tail = spec.source.replay.tail
     if data == EMBEDDED:
         # The bundled history is Coinbase's BTC/USD, replayed under the pipeline's symbol.
-        return replay.klines_to_trades(load_embedded(), spec.symbol, "coinbase")
+        return replay.klines_to_trades(newest(load_embedded(), tail), spec.symbol, "coinbase")
     loaded = load_path(Path(data))
     if loaded and isinstance(loaded[0], Kline):
-        return replay.klines_to_trades(
-            [k for k in loaded if isinstance(k, Kline)], spec.symbol, "binance"
-        )
-    return replay.recorded_to_trades(
-        [t for t in loaded if isinstance(t, RecordedTrade)], spec.symbol
-    )
+        klines = [k for k in loaded if isinstance(k, Kline)]
+        return replay.klines_to_trades(newest(klines, tail), spec.symbol, "binance")
+    trades = [t for t in loaded if isinstance(t, RecordedTrade)]
+    return replay.recorded_to_trades(newest(trades, tail), spec.symbol)
+
+
+def newest(records: Sequence[Record], tail: int) -> Sequence[Record]:
+    """The last `tail` records (all of them when tail is 0)."""
+    return records[-tail:] if tail else records
 
 
 def replay_shift_to(

@@ -33,6 +33,8 @@ from cryptopipe_operator.config import PlatformConfig
 API_VERSION = "sparkoperator.k8s.io/v1beta2"
 COMPONENT = "aggregator"
 # The container names Spark on Kubernetes gives its pods (and looks for in a pod template).
+# In the spark image (images/spark/Dockerfile), like mainApplicationFile.
+HIVE_DDL_DIR = "/opt/cryptopipe/hive"
 DRIVER_CONTAINER = "spark-kubernetes-driver"
 EXECUTOR_CONTAINER = "spark-kubernetes-executor"
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
@@ -81,6 +83,8 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
         "--metastore-uri", config.storage.hive_metastore_uri,
         # spark-submit (driven by the spark-operator) sets the master: don't override it.
         "--master", "submit",
+        # The image carries hive/*.hql: the tables exist before the first batch.
+        "--hive-ddl-dir", HIVE_DDL_DIR,
     ]  # fmt: skip
 
 

@@ -73,7 +73,10 @@ IMAGES: tuple[ImageSpec, ...] = (
     ImageSpec("operator", "python", ("schemas", "operator")),
     ImageSpec("producer", "python", ("schemas", "jobs")),
     ImageSpec(
-        "spark", "python", ("schemas", "jobs"), {"images/spark/jars": lambda: spark.jars_dir()}
+        "spark",
+        "python",
+        ("schemas", "jobs", "hive"),
+        {"images/spark/jars": lambda: spark.jars_dir()},
     ),
     ImageSpec("trainer", "python", ("schemas", "model", "jobs")),
     ImageSpec("dashboard", "python", ("schemas", "dashboard")),
