@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -433,25 +434,33 @@ def test_replay_pipeline_producer_and_dashboard_pods_then_collected(
     assert first["spec"]["nodeName"] == node.NODE_NAME
     assert first["spec"]["containers"][0]["image"] == images.reference("producer")
 
-    # SIGKILL mid-replay (grace period 0); the Deployment's replacement resumes after the last
-    # trade in the topic.
+    # A crash mid-replay: SIGKILL to the producer process (its host PID, from the runtime); the
+    # kubelet restarts the container and it resumes after the last trade in the topic. (Deleting
+    # the pod instead lets the ReplicaSet start a replacement while the old container may still
+    # publish: two producers at once, which only Kafka producer fencing would make safe.)
     killed_at = end_offset(HOST_KAFKA, topic)
     assert 0 < killed_at < len(expected_ids), "the replay ended before the kill: slow it down"
-    kubectl("delete", "pod", first["metadata"]["name"], f"--namespace={ns}",
-            "--grace-period=0", "--force")  # fmt: skip
-    print(f"producer pod killed after {killed_at} of {len(expected_ids)} trades")
+    (status,) = first["status"]["containerStatuses"]
+    container_id = status["containerID"].removeprefix("containerd://")
+    pid = int(json.loads(node.crictl("inspect", container_id).stdout)["info"]["pid"])
+    os.kill(pid, signal.SIGKILL)
+    print(f"producer process SIGKILLed after {killed_at} of {len(expected_ids)} trades")
 
-    def replacement() -> dict[str, Any] | None:
+    def restarted() -> dict[str, Any] | None:
         pods = component_pods(ns, "producer")
-        fresh = [p for p in pods if p["metadata"]["uid"] != first["metadata"]["uid"]]
-        return fresh[0] if fresh and is_ready(fresh[0]) else None
+        again = [p for p in pods if p["status"]["containerStatuses"][0]["restartCount"] >= 1]
+        return again[0] if again and is_ready(again[0]) else None
 
-    second = wait_for("the replacement producer Ready", replacement, 120)
+    second = wait_for("the producer container restarted and Ready", restarted, 120)
+    assert second["metadata"]["uid"] == first["metadata"]["uid"]
+    last_state = second["status"]["containerStatuses"][0]["lastState"]["terminated"]
+    assert last_state["exitCode"] == 137, last_state  # 128 + SIGKILL
     wait_for("the whole replay", lambda: end_offset(HOST_KAFKA, topic) >= len(expected_ids), 180)
     time.sleep(2)  # anything more would be a duplicate
     assert trade_ids(read_topic(HOST_KAFKA, topic)) == expected_ids, "trades lost or repeated"
 
-    # Its metrics through its Service (API server -> Service -> pod): it resumed, not restarted.
+    # Its metrics through its Service (API server -> Service -> pod): the new process resumed,
+    # it did not publish everything again.
     service = f"{PIPELINE}-producer-metrics"
     path = f"/api/v1/namespaces/{ns}/services/{service}:metrics/proxy/metrics"
     text = kube.kubectl("get", "--raw", path, timeout=30).stdout

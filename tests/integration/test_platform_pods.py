@@ -165,7 +165,13 @@ def test_namenode_and_metastore_pods_come_back_with_their_data(platform: Platfor
     print(f"NameNode and metastore pods deleted -> replacements Ready: {took}")
 
     namenode = platform.ip("hdfs-namenode")
-    status, body = webhdfs(ns, namenode, "GET", path, "OPEN")
+
+    def read_back() -> tuple[int, bytes] | None:
+        # Until the DataNode's block report reaches the new NameNode, reads are refused (403).
+        answer = webhdfs(ns, namenode, "GET", path, "OPEN")
+        return answer if answer[0] != 403 else None
+
+    status, body = wait_for("the file readable again", read_back, 120)
     assert (status, body) == (200, payload)
     metastore = platform.ip("hive-metastore")
     assert database in hms.get_all_databases(metastore, THRIFT_PORT)
