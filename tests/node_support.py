@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from cryptopipe_testbed.components import kube
@@ -68,3 +70,18 @@ def port_forward(namespace: str, target: str, port: int) -> Iterator[int]:
 def http_get(port: int, path: str) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
         return str(answer.read().decode())
+
+
+def helm(
+    home: Path, namespace: str, *args: str, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """helm against the test bed, with its cache and config under `home` (not the user's)."""
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kube.admin_kubeconfig()),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+    argv = [str(kube.helm_path()), *args, f"--namespace={namespace}"]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)

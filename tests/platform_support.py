@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
-import os
 import subprocess
 import time
 import urllib.parse
@@ -20,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from node_support import get, is_ready, kubectl, wait_for
+from node_support import get, helm, is_ready, kubectl, wait_for
 
 from cryptopipe_testbed import node_images, node_load
-from cryptopipe_testbed.components import images, kube, node
+from cryptopipe_testbed.components import images, node
 
 CHART = Path(__file__).resolve().parents[1] / "charts" / "cryptopipe-platform"
 RELEASE = "cpp"
@@ -81,15 +80,7 @@ class Platform:
     ready_seconds: float
 
     def helm(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(kube.admin_kubeconfig()),
-            "HELM_CACHE_HOME": str(self.home / "cache"),
-            "HELM_CONFIG_HOME": str(self.home / "config"),
-            "HELM_DATA_HOME": str(self.home / "data"),
-        }
-        argv = [str(kube.helm_path()), *args, f"--namespace={self.namespace}"]
-        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
+        return helm(self.home, self.namespace, *args, timeout=timeout)
 
     def pods(self, component: str) -> list[dict[str, Any]]:
         """The component's pods that are not on their way out."""

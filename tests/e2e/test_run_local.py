@@ -19,17 +19,16 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlparse
 
 import pytest
+from browser_support import ARTIFACTS, chromium, page_text, screenshot
 from kafka import KafkaAdminClient
-from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -42,14 +41,6 @@ from cryptopipe_schemas import topics
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--window-size=1400,1100",
-]  # fmt: skip
 # Every process the command starts inherits this variable: how leftovers are found in /proc.
 MARK = "CRYPTOPIPE_E2E_RUN"
 FIRST_FORECAST = re.compile(r"first forecast after (\d+) s\. Dashboard: (http://\S+)")
@@ -79,43 +70,15 @@ def _marked(token: str) -> dict[int, str]:
     return found
 
 
-@contextmanager
-def chromium(profile: Path) -> Iterator[WebDriver]:
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} missing: scripts/install-browser installs them")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def _page_text(driver: WebDriver) -> str:
-    text: str = driver.find_element(By.TAG_NAME, "body").text
-    return text
-
-
 def _wait_for(driver: WebDriver, what: str, ready: Callable[[str], bool], seconds: float) -> str:
     try:
-        WebDriverWait(driver, seconds, poll_frequency=1).until(lambda d: ready(_page_text(d)))
+        WebDriverWait(driver, seconds, poll_frequency=1).until(lambda d: ready(page_text(d)))
     except TimeoutException:
-        shot = _screenshot(driver, "timeout")
+        shot = screenshot(driver, "timeout")
         pytest.fail(
-            f"no {what} after {seconds:.0f} s (screenshot {shot}); page:\n{_page_text(driver)}"
+            f"no {what} after {seconds:.0f} s (screenshot {shot}); page:\n{page_text(driver)}"
         )
-    return _page_text(driver)
-
-
-def _screenshot(driver: WebDriver, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    driver.save_screenshot(str(path))
-    return path
+    return page_text(driver)
 
 
 def _let_images_load(driver: WebDriver, seconds: float = 30) -> None:
@@ -131,7 +94,7 @@ def _let_images_load(driver: WebDriver, seconds: float = 30) -> None:
 
 def _assert_no_traceback(driver: WebDriver) -> None:
     assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
-    assert "Traceback" not in _page_text(driver)
+    assert "Traceback" not in page_text(driver)
 
 
 # In one script, so a chart that Streamlit redraws meanwhile cannot go stale half-way.
@@ -261,7 +224,7 @@ def test_run_local_reaches_a_forecast_on_the_dashboard_and_ctrl_c_leaves_nothing
         assert published.value is not None and not published.value.empty, published.problem
         models = set(published.value["model"])
 
-        with chromium(tmp_path / "chromium") as driver:
+        with chromium(tmp_path / "chromium", window="1400,1100") as driver:
             driver.get(address)
             # Vega draws the chart after the page's text arrives: wait for the forecast's layer.
             text = _wait_for(
@@ -280,14 +243,14 @@ def test_run_local_reaches_a_forecast_on_the_dashboard_and_ctrl_c_leaves_nothing
             horizon = plan.pipeline_manifest(symbol, live=False)["spec"]["model"]["horizon"]
             assert candles.get("rule", 0) >= 100 and candles.get("rect", 0) >= 200, candles
             assert candles.get("area") == 1 and candles.get("symbol") == horizon, candles
-            shots = [_screenshot(driver, f"dashboard-market-{symbol.lower()}")]
+            shots = [screenshot(driver, f"dashboard-market-{symbol.lower()}")]
 
             driver.get(f"{address}/pipelines")
             text = _wait_for(driver, "training report", lambda t: "Latest version" in t, 60)
             _assert_no_traceback(driver)
             assert re.search(r"Data freshness: (fresh|STALE): newest trade", text), text
             _let_images_load(driver)
-            shots.append(_screenshot(driver, f"dashboard-pipelines-{symbol.lower()}"))
+            shots.append(screenshot(driver, f"dashboard-pipelines-{symbol.lower()}"))
         with capsys.disabled():
             print(f"screenshots: {', '.join(map(str, shots))}")
 
@@ -330,14 +293,14 @@ def test_the_dashboard_says_in_words_that_kafka_is_unreachable(
     try:
         address = f"http://127.0.0.1:{options.dashboard_port}"
         _wait_healthy(address, server, log)
-        with chromium(tmp_path / "chromium") as driver:
+        with chromium(tmp_path / "chromium", window="1400,1100") as driver:
             driver.get(address)
             text = _wait_for(
                 driver, "Kafka message", lambda t: "Kafka is not reachable" in t, seconds=60
             )
             _assert_no_traceback(driver)
             assert f"candles ({topics.candles('1h', 'BTCUSDT')})" in text
-            shot = _screenshot(driver, "dashboard-kafka-unreachable")
+            shot = screenshot(driver, "dashboard-kafka-unreachable")
             with capsys.disabled():
                 print(f"\nscreenshot: {shot}")
 

@@ -32,7 +32,7 @@ from avro.io import BinaryDecoder, DatumReader
 from avro.schema import parse as parse_avro
 from browser_support import chromium, page_text, screenshot
 from kafka_support import end_offset, read_topic
-from node_support import get, http_get, is_ready, kubectl, metric, port_forward, wait_for
+from node_support import get, helm, http_get, is_ready, kubectl, metric, port_forward, wait_for
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -112,15 +112,7 @@ class Release:
     ready_seconds: float
 
     def helm(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(kube.admin_kubeconfig()),
-            "HELM_CACHE_HOME": str(self.home / "cache"),
-            "HELM_CONFIG_HOME": str(self.home / "config"),
-            "HELM_DATA_HOME": str(self.home / "data"),
-        }
-        argv = [str(kube.helm_path()), *args, f"--namespace={self.namespace}"]
-        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=240)
+        return helm(self.home, self.namespace, *args)
 
     def pods(self) -> list[dict[str, Any]]:
         """The operator's pods that are not on their way out."""
