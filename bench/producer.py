@@ -1,9 +1,10 @@
 """Producer throughput: our whole path against Kafka's own ProducerPerformance, same run.
 
 Our path per trade: a Binance combined-stream JSON frame, parsing and validation, Avro encoding
-with the Confluent header, and an idempotent acks=all send keyed by symbol, flushed at the end.
-The reference: org.apache.kafka.tools.ProducerPerformance (kafka-producer-perf-test) from the
-same Kafka jars, records of our average encoded size, acks=all, idempotence on.
+with the Confluent header, and a transactional acks=all send keyed by symbol (a transaction
+committed every 100 ms, as the producer does), committed at the end. The reference:
+org.apache.kafka.tools.ProducerPerformance (kafka-producer-perf-test) from the same Kafka jars,
+records of our average encoded size, acks=all, transactional with the same 100 ms duration.
 
 The frames are synthetic (a load test): prices and ids are generated, not recorded.
 
@@ -30,7 +31,8 @@ from kafka import KafkaAdminClient  # noqa: E402
 from kafka.admin import NewTopic  # noqa: E402
 
 from cryptopipe_jobs.producer.frames import ParsedTrade, parse_frame  # noqa: E402
-from cryptopipe_jobs.producer.kafka_sink import KafkaTradeSink, create_producer  # noqa: E402
+from cryptopipe_jobs.producer.kafka_sink import KafkaTradeSink, create_transactional  # noqa: E402
+from cryptopipe_jobs.producer.transactions import DEFAULT_COMMIT_INTERVAL  # noqa: E402
 from cryptopipe_schemas.avro_schemas import SchemaName  # noqa: E402
 from cryptopipe_schemas.codec import encode  # noqa: E402
 from cryptopipe_testbed.components.kafka import Kafka  # noqa: E402
@@ -62,7 +64,7 @@ def synthetic_frames(count: int, seed: int = 7) -> list[bytes]:
 
 def run_ours(bootstrap: str, topic_symbol: str, frames: list[bytes]) -> dict[str, float]:
     symbols = frozenset({SYMBOL})
-    producer = create_producer(bootstrap, "bench-producer")
+    producer = create_transactional(bootstrap, "bench-producer", f"bench.{topic_symbol.lower()}")
     sink = KafkaTradeSink(producer, "bench")
     began = time.perf_counter()
     for raw in frames:
@@ -107,6 +109,10 @@ def run_reference(
         "acks=all",
         "enable.idempotence=true",
         "linger.ms=20",
+        "--transactional-id",
+        f"bench.{topic}",
+        "--transaction-duration-ms",
+        str(int(DEFAULT_COMMIT_INTERVAL * 1000)),
     ]
     output = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600).stdout
     final = [line for line in output.splitlines() if "records sent" in line][-1]
@@ -153,14 +159,15 @@ def main() -> int:
         "reference_per_second": round(reference["per_second"]),
         "ratio_ours_to_reference": round(ratio, 3),
         "target_per_second": 20_000,
+        "transaction_ms": int(DEFAULT_COMMIT_INTERVAL * 1000),
         "data": "synthetic trades (load test)",
     }
     print(
-        "cryptopipe producer (JSON -> validate -> Avro -> send, acks=all): "
+        "cryptopipe producer (JSON -> validate -> Avro -> transactional send, acks=all): "
         f"{ours['per_second']:>10,.0f} records/s"
     )
     print(
-        f"Kafka ProducerPerformance ({int(ours['record_bytes'])} B records, acks=all): "
+        f"Kafka ProducerPerformance ({int(ours['record_bytes'])} B records, transactional): "
         f"{reference['per_second']:>10,.0f} records/s"
     )
     print(

@@ -6,8 +6,14 @@ from kafka import KafkaConsumer, TopicPartition
 
 
 def read_topic(bootstrap: str, topic: str) -> list[bytes]:
-    """Every record value of every partition, from the beginning to the end offsets."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    """Every committed record value of every partition, from the beginning to the end offsets.
+
+    read_committed, as every reader of the trades topics: records of an aborted transaction (a
+    fenced or crashed producer's) are not part of what was published.
+    """
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
     try:
         partitions = [
             TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
@@ -19,7 +25,10 @@ def read_topic(bootstrap: str, topic: str) -> list[bytes]:
         ends = consumer.end_offsets(partitions)
         values: list[bytes] = []
         while any(consumer.position(p) < ends[p] for p in partitions):
-            for records in consumer.poll(timeout_ms=2000).values():
+            batches = consumer.poll(timeout_ms=2000)
+            if not batches:
+                break  # only transaction markers left before the end offsets
+            for records in batches.values():
                 values.extend(record.value for record in records)
         return values
     finally:
@@ -27,7 +36,8 @@ def read_topic(bootstrap: str, topic: str) -> list[bytes]:
 
 
 def end_offset(bootstrap: str, topic: str) -> int:
-    """Records in the topic so far (the sum of its partitions' end offsets; 0 if absent)."""
+    """The sum of the topic's partitions' end offsets (0 if absent). For a transactional topic
+    this counts markers and aborted records too: count records with CommittedRecords."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]

@@ -40,6 +40,8 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.support.ui import WebDriverWait
 
 from cryptopipe_jobs.producer import recorded, replay
+from cryptopipe_jobs.producer.committed import CommittedRecords
+from cryptopipe_operator.children.aggregator import spark_memory
 from cryptopipe_operator.status import READY_REQUIRES
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.codec import decode
@@ -57,6 +59,8 @@ HOST_KAFKA = f"{kafka.HOST}:{kafka.BROKER_PORT}"
 REAL = {node.NODE_LABEL[0]: node.NODE_LABEL[1]}
 INTERVAL = "1h"
 WATERMARK = "2m"
+CHECKPOINT_CONF = "spark.sql.streaming.checkpointLocation"
+RESUBMIT_MEMORY = "896Mi"  # the aggregator's memory after the spec change (768Mi before)
 HDFS_BASE = "/cryptopipe"
 # The newest 100 days of the bundled hourly history: 2,400 candles in 100 daily partitions,
 # replayed in about 3 minutes, so that the driver can be killed while trades still arrive.
@@ -276,6 +280,24 @@ def parquet_candles(namespace: str, namenode: str, symbol: str) -> list[dict[str
 
 
 # The module's set-up (images, the platform's install) counts too: about 7 minutes in all here.
+def first_batch_id(namespace: str, driver_pod: str) -> int | None:
+    """The id of the first micro-batch a driver logged (its JSON `batch` lines), if any yet."""
+    logs = kubectl(
+        "logs", driver_pod, f"--namespace={namespace}", "--container=spark-kubernetes-driver",
+        check=False,
+    )  # fmt: skip
+    for line in logs.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if entry.get("message") == "batch" and "batch_id" in entry:
+            return int(entry["batch_id"])
+    return None
+
+
 @pytest.mark.timeout(1800)
 def test_apply_to_candles_model_forecasts_and_dashboard_then_delete(
     stack: Stack, tmp_path: Path
@@ -332,7 +354,8 @@ def test_apply_to_candles_model_forecasts_and_dashboard_then_delete(
     # Kill the driver mid-stream: the SparkApplication's restart policy resubmits it, and it
     # continues from its checkpoint on HDFS (checked below: every candle exactly once).
     (driver,) = [p for p in spark_pods if p["metadata"]["labels"]["spark-role"] == "driver"]
-    published = end_offset(HOST_KAFKA, trades_topic)
+    published_trades = CommittedRecords(HOST_KAFKA, trades_topic)
+    published = published_trades.count()
     assert published < total, "the replay ended before the driver was killed: slow it down"
     kubectl("delete", "pod", driver["metadata"]["name"], f"--namespace={ns}",
             "--grace-period=0", "--force")  # fmt: skip
@@ -343,13 +366,40 @@ def test_apply_to_candles_model_forecasts_and_dashboard_then_delete(
         fresh = [p for p in pods if p["metadata"]["uid"] != driver["metadata"]["uid"]]
         return fresh[0] if fresh and is_ready(fresh[0]) else None
 
-    wait_for("a new driver from the restart policy", driver_back, 300)
+    back = wait_for("a new driver from the restart policy", driver_back, 300)
     mark("driver back after the kill")
 
-    wait_for(
-        "the whole replay in Kafka", lambda: end_offset(HOST_KAFKA, trades_topic) >= total, 300
+    # A spec change that needs the job resubmitted (the aggregator's memory): the spark-operator
+    # kills the running application and submits the new spec. The checkpoint's location depends
+    # only on the pipeline, so the new driver continues at the next batch, not at batch 0.
+    checkpoint = app["spec"]["sparkConf"][CHECKPOINT_CONF]
+    earlier = {driver["metadata"]["uid"], back["metadata"]["uid"]}
+    change = {"spec": {"resources": {"aggregator": {"memory": RESUBMIT_MEMORY}}}}
+    kubectl("patch", "cpl", PIPELINE, f"--namespace={ns}", "--type=merge", "-p", json.dumps(change))
+
+    def resubmitted() -> dict[str, Any] | None:
+        current = get("sparkapplication", f"{PIPELINE}-aggregator", f"--namespace={ns}")
+        if current["spec"]["driver"]["memory"] != spark_memory(RESUBMIT_MEMORY):
+            return None
+        pods = get("pods", f"--namespace={ns}", "-l", "spark-role=driver")["items"]
+        fresh = [p for p in pods if p["metadata"]["uid"] not in earlier and is_ready(p)]
+        return fresh[0] if fresh else None
+
+    third = wait_for("the driver resubmitted with the new spec", resubmitted, 300)
+    mark("driver resubmitted after a spec change")
+    current = get("sparkapplication", f"{PIPELINE}-aggregator", f"--namespace={ns}")
+    assert current["spec"]["sparkConf"][CHECKPOINT_CONF] == checkpoint
+    first_batch = wait_for(
+        "the resubmitted driver's first batch",
+        lambda: first_batch_id(ns, third["metadata"]["name"]),
+        300,
     )
+    assert first_batch > 0, "the resubmitted driver started over instead of from its checkpoint"
+    print(f"resubmitted driver continued at batch {first_batch}")
+
+    wait_for("the whole replay in Kafka", lambda: published_trades.count() >= total, 300)
     mark("replay published")
+    published_trades.close()
 
     # Candles equal an independent computation over the trades that are in the topic.
     trades = [decode(value).record for value in read_topic(HOST_KAFKA, trades_topic)]

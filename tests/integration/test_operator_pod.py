@@ -31,13 +31,15 @@ import yaml
 from avro.io import BinaryDecoder, DatumReader
 from avro.schema import parse as parse_avro
 from browser_support import chromium, page_text, screenshot
-from kafka_support import end_offset, read_topic
+from kafka_support import read_topic
 from node_support import get, helm, http_get, is_ready, kubectl, metric, port_forward, wait_for
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from cryptopipe_jobs.producer import recorded, replay
+from cryptopipe_jobs.producer.committed import CommittedRecords
+from cryptopipe_jobs.producer.resume import last_trades
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.avro_schemas import SchemaName, schema_json
 from cryptopipe_testbed import node_load, upstream_crds
@@ -420,17 +422,16 @@ def test_replay_pipeline_producer_and_dashboard_pods_then_collected(
     assert writes is not None and writes > 0
 
     # The producer pod replays into the test bed's Kafka from the real node.
-    wait_for("the first trade in Kafka", lambda: end_offset(HOST_KAFKA, topic) > 0, 120)
+    replayed = CommittedRecords(HOST_KAFKA, topic)
+    wait_for("the first trade in Kafka", lambda: replayed.count() > 0, 120)
     print(f"kubectl apply -> producer's first record: {time.monotonic() - began:.1f}s")
     (first,) = wait_for("the producer pod", lambda: component_pods(ns, "producer"))
     assert first["spec"]["nodeName"] == node.NODE_NAME
     assert first["spec"]["containers"][0]["image"] == images.reference("producer")
 
     # A crash mid-replay: SIGKILL to the producer process (its host PID, from the runtime); the
-    # kubelet restarts the container and it resumes after the last trade in the topic. (Deleting
-    # the pod instead lets the ReplicaSet start a replacement while the old container may still
-    # publish: two producers at once, which only Kafka producer fencing would make safe.)
-    killed_at = end_offset(HOST_KAFKA, topic)
+    # kubelet restarts the container and it resumes after the last committed trade.
+    killed_at = replayed.count()
     assert 0 < killed_at < len(expected_ids), "the replay ended before the kill: slow it down"
     (status,) = first["status"]["containerStatuses"]
     container_id = status["containerID"].removeprefix("containerd://")
@@ -447,7 +448,33 @@ def test_replay_pipeline_producer_and_dashboard_pods_then_collected(
     assert second["metadata"]["uid"] == first["metadata"]["uid"]
     last_state = second["status"]["containerStatuses"][0]["lastState"]["terminated"]
     assert last_state["exitCode"] == 137, last_state  # 128 + SIGKILL
-    wait_for("the whole replay", lambda: end_offset(HOST_KAFKA, topic) >= len(expected_ids), 180)
+
+    # The pod deleted mid-replay: the ReplicaSet starts a replacement while the old container may
+    # still publish. The replacement's transactional id fences the old producer, whose open
+    # transaction is aborted, and it resumes after the last committed trade.
+    wait_for("the restarted producer publishing", lambda: replayed.count() > killed_at, 60)
+    deleted_at = replayed.count()
+    assert deleted_at < len(expected_ids), "the replay ended before the pod deletion: slow it down"
+    kubectl("delete", "pod", second["metadata"]["name"], f"--namespace={ns}",
+            "--grace-period=0", "--force", "--wait=false")  # fmt: skip
+    print(f"producer pod force-deleted after {deleted_at} of {len(expected_ids)} trades")
+
+    def replaced() -> dict[str, Any] | None:
+        pods = [
+            p
+            for p in component_pods(ns, "producer")
+            if p["metadata"]["uid"] != first["metadata"]["uid"]
+        ]
+        return pods[0] if pods and is_ready(pods[0]) else None
+
+    wait_for("a replacement producer pod Ready", replaced, 120)
+
+    def last_committed_id() -> int:
+        last = last_trades(HOST_KAFKA, [symbol]).get(symbol)
+        return last.trade_id if last else -1
+
+    wait_for("the whole replay", lambda: last_committed_id() == expected_ids[-1], 180)
+    replayed.close()
     time.sleep(2)  # anything more would be a duplicate
     assert trade_ids(read_topic(HOST_KAFKA, topic)) == expected_ids, "trades lost or repeated"
 

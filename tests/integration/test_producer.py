@@ -6,6 +6,7 @@ topic must end with every trade the exchange made, once, in order.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
@@ -25,12 +26,17 @@ import yaml
 from avro.io import BinaryDecoder, DatumReader
 from avro.schema import parse as parse_avro
 from fakes.binance_server import FakeBinance
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka_support import read_topic
 
+from cryptopipe_jobs.producer import replay
+from cryptopipe_jobs.producer.committed import CommittedRecords
+from cryptopipe_jobs.producer.kafka_sink import TopicSettings, ensure_topics
 from cryptopipe_jobs.producer.recorded import load_embedded
+from cryptopipe_jobs.producer.resume import last_trades
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.avro_schemas import SchemaName, schema_json
-from cryptopipe_schemas.codec import decode
+from cryptopipe_schemas.codec import decode, encode, encode_key
 from cryptopipe_schemas.registry import register_all, resolve
 from testbed_plugin import TestbedSession
 
@@ -364,3 +370,65 @@ def test_with_idle_after_replay_a_finished_replay_keeps_serving_until_sigterm(
         assert answer.status == 200
     assert producer.signal(signal.SIGTERM) == 0, producer.tail()
     assert len(_trade_ids(kafka_bootstrap, symbol)) == 4 * traded_klines
+
+
+def test_a_second_producer_fences_the_first_and_every_trade_lands_once(
+    tmp_path: Path, kafka_bootstrap: str, producer_factory: Callable[..., ProducerProcess]
+) -> None:
+    """Two producers of the same trades at once (a replacement pod beside a terminating one):
+    the newer one fences the older, which stops with a clear error, and nothing is repeated."""
+    symbol = _symbol()
+    traded_klines = _write_binance_klines(tmp_path / "klines.csv", 2000)
+    # 2,000 hours at 300,000x: about 24 s of replay, long enough to overlap two producers.
+    spec = _spec_file(tmp_path, symbol, {"kind": "replay", "replay": {"speed": 300_000}})
+    argv = ["--data", str(tmp_path / "klines.csv"), "--metrics-port", "0"]
+    replayed = CommittedRecords(kafka_bootstrap, topics.trades(symbol))
+    try:
+        older = producer_factory([spec], *argv)
+        _wait(lambda: replayed.count() > 500, "the first producer's trades", log=older.tail)
+        overlap_at = replayed.count()
+        newer = producer_factory([spec], *argv)
+        assert older.proc is not None and newer.proc is not None
+        assert older.proc.wait(timeout=60) == 1, older.tail()
+        assert "fenced" in older.tail()
+        assert newer.proc.wait(timeout=120) == 0, newer.tail()
+    finally:
+        replayed.close()
+    ids = _trade_ids(kafka_bootstrap, symbol)
+    assert overlap_at < len(ids), "the first producer finished before the second started"
+    assert 4 * traded_klines - overlap_at > 1000, "too little left to overlap: slow the replay"
+    assert len(ids) == 4 * traded_klines
+    assert ids == sorted(set(ids)), "trades repeated or out of order"
+
+
+def test_resume_skips_aborted_transactions_and_transaction_markers(kafka_bootstrap: str) -> None:
+    symbol = _symbol()
+    topic = topics.trades(symbol)
+    trades = replay.klines_to_trades(load_embedded()[:5], symbol, "binance")
+    now = dt.datetime.now(dt.UTC)
+    records = [replay.to_record(t, 0, now) for t in trades]
+    assert len(records) >= 12
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        ensure_topics(admin, [topic], TopicSettings())
+    finally:
+        admin.close()
+    producer = KafkaProducer(
+        bootstrap_servers=kafka_bootstrap, transactional_id=f"test.{symbol}", acks="all"
+    )
+    try:
+        producer.init_transactions()
+        producer.begin_transaction()
+        for record in records[:8]:
+            producer.send(topic, key=encode_key(symbol), value=encode(SchemaName.TRADE, record))
+        producer.commit_transaction()
+        producer.begin_transaction()
+        for record in records[8:12]:
+            producer.send(topic, key=encode_key(symbol), value=encode(SchemaName.TRADE, record))
+        producer.flush()
+        producer.abort_transaction()
+    finally:
+        producer.close()
+    last = last_trades(kafka_bootstrap, [symbol])
+    assert last[symbol].trade_id == records[7]["trade_id"]
+    assert _trade_ids(kafka_bootstrap, symbol) == [r["trade_id"] for r in records[:8]]

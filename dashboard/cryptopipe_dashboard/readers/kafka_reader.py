@@ -46,12 +46,17 @@ def explain(error: Exception) -> str:
     return f"could not read from Kafka ({type(error).__name__}: {error})."
 
 
+NEWEST_TRADE_OFFSETS = 64
+
+
 @contextmanager
 def _consumer(bootstrap: str) -> Iterator[KafkaConsumer]:
     _check_reachable(bootstrap)
+    # read_committed: the producer publishes trades in transactions; an aborted one is not data.
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
+        isolation_level="read_committed",
         request_timeout_ms=5000,
         consumer_timeout_ms=2000,
     )
@@ -132,7 +137,8 @@ def read_newest_trade_time(bootstrap: str, symbol: str) -> Read[dt.datetime | No
     topic = topics.trades(symbol)
 
     def newest() -> dt.datetime | None:
-        records = tail_records(bootstrap, topic, 1)
+        # Transaction markers take offsets too: the newest few offsets hold at least one trade.
+        records = tail_records(bootstrap, topic, NEWEST_TRADE_OFFSETS)
         times = [record["event_time"] for record in records]
         return max(times) if times else None
 

@@ -27,6 +27,9 @@ def kafka_trades(
         .option("kafka.bootstrap.servers", bootstrap_servers)
         .option("subscribe", ",".join(topics.trades(symbol) for symbol in symbols))
         .option("startingOffsets", "earliest")
+        # The producer publishes in transactions: an aborted one (a fenced or crashed producer's)
+        # is sent again by its successor and must not be counted twice.
+        .option("kafka.isolation.level", "read_committed")
         # A topic recreated or truncated under us is an operator problem, never silent loss.
         .option("failOnDataLoss", "true")
     )

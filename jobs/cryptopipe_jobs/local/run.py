@@ -27,6 +27,7 @@ import yaml
 from kafka import KafkaConsumer, TopicPartition
 
 from cryptopipe_jobs.local import plan
+from cryptopipe_jobs.producer.committed import CommittedRecords
 from cryptopipe_jobs.storage.hdfs_storage import hdfs_path, webhdfs_client
 from cryptopipe_jobs.train.committed import CommittedCandles
 from cryptopipe_jobs.train.sources import default_candles
@@ -219,8 +220,12 @@ def run(options: plan.Options, until_first_forecast: bool) -> int:
         total = expected_trades(options)
         trades_topic = topics.trades(symbol)
         if total is not None:
-            wait_for("replay", lambda: end_offset(endpoints.kafka_bootstrap, trades_topic),
-                     lambda n: n >= total, supervisor, total, frozenset({"producer"}))  # fmt: skip
+            replayed = CommittedRecords(endpoints.kafka_bootstrap, trades_topic)
+            try:
+                wait_for("replay", replayed.count, lambda n: n >= total, supervisor, total,
+                         frozenset({"producer"}))  # fmt: skip
+            finally:
+                replayed.close()
         needed = 1000 if not options.live else 60
         for name in options.symbols:
             committed = committed_candles(options, endpoints, name)

@@ -35,6 +35,7 @@ from cryptopipe_jobs.producer.frames import (
     parse_frame,
 )
 from cryptopipe_jobs.producer.sink import TradeSink
+from cryptopipe_jobs.producer.transactions import DeliveryError
 
 log = logging.getLogger(__name__)
 
@@ -358,6 +359,8 @@ class _StreamConnection:
                     return "server_shutdown"
         except ConnectionClosed:
             return "closed"
+        except DeliveryError:
+            raise  # Kafka refused a record or fenced us: reconnecting cannot help
         except Exception:
             log.exception("Binance stream %s: error while handling a frame", self.url)
             return "error"

@@ -1,4 +1,4 @@
-"""The Kafka side of the producer: topics, the idempotent producer, and dead letters."""
+"""The Kafka side of the producer: topics, the transactional producer, and dead letters."""
 
 from __future__ import annotations
 
@@ -13,6 +13,11 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 from kafka.partitioner import DefaultPartitioner
 
+from cryptopipe_jobs.producer.transactions import (
+    DEFAULT_COMMIT_INTERVAL,
+    DeliveryError,
+    TransactionalProducer,
+)
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.avro_schemas import SchemaName
 from cryptopipe_schemas.codec import encode, encode_key
@@ -25,10 +30,6 @@ log = logging.getLogger(__name__)
 class TopicSettings:
     partitions: int = 1
     replication: int = 1
-
-
-class DeliveryError(RuntimeError):
-    """Kafka refused a record after the producer's own retries: stop, and resume on restart."""
 
 
 def ensure_topics(
@@ -89,7 +90,9 @@ class CachedKeyPartitioner(DefaultPartitioner):  # type: ignore[misc]
         return self._cache[cache_key]
 
 
-def create_producer(bootstrap_servers: str, client_id: str) -> KafkaProducer:
+def create_producer(
+    bootstrap_servers: str, client_id: str, transactional_id: str | None = None
+) -> KafkaProducer:
     # Idempotence with acks=all: a retried send never duplicates and never reorders per partition.
     # Large batches with a short linger: a burst fills them (one wake-up of the sender thread per
     # batch, not per record), a quiet stream waits at most 20 ms.
@@ -97,6 +100,7 @@ def create_producer(bootstrap_servers: str, client_id: str) -> KafkaProducer:
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
         enable_idempotence=True,
+        transactional_id=transactional_id,
         acks="all",
         linger_ms=20,
         batch_size=256 * 1024,
@@ -104,6 +108,20 @@ def create_producer(bootstrap_servers: str, client_id: str) -> KafkaProducer:
         compression_type=None,
         partitioner=CachedKeyPartitioner(),
     )
+
+
+def create_transactional(
+    bootstrap_servers: str,
+    client_id: str,
+    transactional_id: str,
+    commit_interval: float = DEFAULT_COMMIT_INTERVAL,
+) -> TransactionalProducer:
+    """The trades producer: started (older producers with this id fenced), ready to send."""
+    producer = TransactionalProducer(
+        create_producer(bootstrap_servers, client_id, transactional_id), commit_interval
+    )
+    producer.start()
+    return producer
 
 
 def _utc_now() -> dt.datetime:
@@ -115,7 +133,7 @@ class KafkaTradeSink:
 
     def __init__(
         self,
-        producer: KafkaProducer,
+        producer: TransactionalProducer,
         source: str,
         *,
         clock: Callable[[], dt.datetime] = _utc_now,
@@ -131,9 +149,10 @@ class KafkaTradeSink:
 
     @property
     def failed(self) -> bool:
-        return self._failure is not None
+        return self._failure is not None or self._producer.failure is not None
 
     def _check(self) -> None:
+        self._producer.check()
         if self._failure is not None:
             raise DeliveryError(f"Kafka refused a record: {self._failure}") from self._failure
 
@@ -181,11 +200,12 @@ class KafkaTradeSink:
         )
 
     def flush(self, timeout: float = 30.0) -> None:
-        self._producer.flush(timeout=timeout)
+        """Wait for every record and commit them."""
+        self._check()
+        self._producer.flush(timeout)
         self._check()
 
     def close(self, timeout: float = 30.0) -> None:
-        try:
-            self.flush(timeout)
-        finally:
-            self._producer.close(timeout=timeout)
+        """Commit what was published (unless something failed) and close the producer."""
+        self._producer.close(timeout)
+        self._check()

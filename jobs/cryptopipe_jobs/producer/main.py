@@ -1,8 +1,11 @@
 """cryptopipe-producer: trades from Binance (live) or a recording (replay) into Kafka.
 
 Configuration is one or more CryptoPipeline specs (files the operator renders, or manifests);
-their symbols share one producer. A restart reads the last trade per symbol back from Kafka and
-continues after it, so nothing is repeated or lost. SIGTERM flushes and exits cleanly.
+their symbols share one producer. Trades are published in Kafka transactions under one
+transactional id per source and symbols: a second producer of the same trades (a replacement pod
+starting beside a terminating one) fences the first. A restart reads the last committed trade per
+symbol back from Kafka and continues after it, so nothing is repeated or lost. SIGTERM commits and
+exits cleanly.
 """
 
 from __future__ import annotations
@@ -26,13 +29,18 @@ from cryptopipe_jobs.producer import binance_ws, replay
 from cryptopipe_jobs.producer.kafka_sink import (
     KafkaTradeSink,
     TopicSettings,
-    create_producer,
+    create_transactional,
     ensure_topics,
     producer_topics,
 )
 from cryptopipe_jobs.producer.metrics import ProducerMetrics, PrometheusEvents, serve
 from cryptopipe_jobs.producer.recorded import Kline, RecordedTrade, load_embedded, load_path
 from cryptopipe_jobs.producer.resume import LastTrade, last_trades
+from cryptopipe_jobs.producer.transactions import (
+    DEFAULT_COMMIT_INTERVAL,
+    DeliveryError,
+    transactional_id,
+)
 from cryptopipe_schemas.registry import RegistryError, register_all
 from cryptopipe_schemas.spec import CryptoPipelineSpec, SourceKind, SpecError, load_spec_file
 
@@ -50,6 +58,8 @@ class ProducerOptions:
     schema_registry_url: str | None = None
     # In a Deployment an exit is a crash: a finished replay stays up, metrics and probes served.
     idle_after_replay: bool = False
+    transactional_id: str | None = None  # default: derived from the source and symbols
+    commit_interval: float = DEFAULT_COMMIT_INTERVAL
 
 
 Record = TypeVar("Record")
@@ -147,16 +157,23 @@ def run(options: ProducerOptions, stop: threading.Event) -> None:
     if created:
         log.info("created topics", extra={"topics": created})
     ids = register_all(options.schema_registry_url) if options.schema_registry_url else None
+    transactional = options.transactional_id or transactional_id(kind.value, symbols)
+    # Fence any older producer of these trades before reading where it stopped: its open
+    # transaction is aborted, and nothing it sends afterwards is accepted.
+    producer = create_transactional(
+        options.bootstrap_servers, "cryptopipe-producer", transactional, options.commit_interval
+    )
     last = last_trades(options.bootstrap_servers, symbols, ids=ids)
-    log.info("resuming", extra={"last_trade_ids": {s: t.trade_id for s, t in last.items()}})
+    log.info(
+        "resuming",
+        extra={
+            "last_trade_ids": {s: t.trade_id for s, t in last.items()},
+            "transactional_id": transactional,
+        },
+    )
 
     metrics = ProducerMetrics()
-    sink = KafkaTradeSink(
-        create_producer(options.bootstrap_servers, "cryptopipe-producer"),
-        kind.value,
-        on_sent=metrics.sent,
-        ids=ids,
-    )
+    sink = KafkaTradeSink(producer, kind.value, on_sent=metrics.sent, ids=ids)
     server = (
         serve(metrics, options.metrics_port, lambda: not sink.failed)
         if options.metrics_port
@@ -176,16 +193,19 @@ def run(options: ProducerOptions, stop: threading.Event) -> None:
                 worker.start()
             for worker in workers:
                 worker.join()
+            sink.flush()  # raises if a worker stopped on a refused record or a fence
             if options.idle_after_replay and not stop.is_set():
                 log.info("replay finished; idle until stopped", extra={"symbols": symbols})
                 stop.wait()
         else:
             asyncio.run(_stream(options, symbols, sink, metrics, last, stop))
     finally:
-        sink.close()
-        if server is not None:
-            server.shutdown()
-        log.info("producer stopped", extra={"symbols": symbols})
+        try:
+            sink.close()
+        finally:
+            if server is not None:
+                server.shutdown()
+            log.info("producer stopped", extra={"symbols": symbols})
 
 
 async def _stream(
@@ -238,6 +258,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="after a replay, keep serving metrics until stopped instead of exiting",
     )
+    parser.add_argument(
+        "--transactional-id",
+        help="Kafka transactional id (default: from the source and symbols); a newer producer "
+        "with the same id fences this one",
+    )
+    parser.add_argument(
+        "--commit-interval-ms",
+        type=int,
+        default=int(DEFAULT_COMMIT_INTERVAL * 1000),
+        help="commit the open Kafka transaction this often; trades become visible to readers then",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -259,13 +290,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_override=args.data,
         schema_registry_url=args.schema_registry_url,
         idle_after_replay=args.idle_after_replay,
+        transactional_id=args.transactional_id,
+        commit_interval=args.commit_interval_ms / 1000,
     )
     stop = stop_on_signals()
     try:
         run(options, stop)
     except SpecError as error:
         return refuse("cryptopipe-producer", error)
-    except RegistryError as error:
+    except (RegistryError, DeliveryError) as error:
         print(f"cryptopipe-producer: {error}", file=sys.stderr)
         return 1
     return 0

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
 
+from cryptopipe_jobs.producer.committed import committed_reader
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.codec import DecodeError, decode
 from cryptopipe_schemas.registry import SchemaIds
@@ -25,12 +27,13 @@ def last_trades(
     timeout_ms: int = 10_000,
     ids: SchemaIds | None = None,
 ) -> dict[str, LastTrade]:
-    """Read the newest record of every partition of each symbol's trades topic.
+    """Read the newest committed record of every partition of each symbol's trades topic.
 
     Records of a symbol are keyed by it, so they share one partition and arrive in trade id
-    order: the newest record per partition holds the highest id published so far.
+    order: the newest committed record per partition holds the highest id published so far.
+    Records of aborted transactions (a fenced or crashed producer's) are not seen.
     """
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = committed_reader(bootstrap_servers)
     try:
         names_by_id = (ids or SchemaIds.derived()).names_by_id()
         wanted = {topics.trades(symbol): symbol for symbol in symbols}
@@ -39,27 +42,55 @@ def last_trades(
             for topic in wanted
             for partition in sorted(consumer.partitions_for_topic(topic) or ())
         ]
-        ends = consumer.end_offsets(partitions) if partitions else {}
         last: dict[str, LastTrade] = {}
         for partition in partitions:
-            end = ends[partition]
-            if end == 0:
-                continue
-            consumer.assign([partition])
-            consumer.seek(partition, end - 1)
-            for record in _poll_one(consumer, partition, timeout_ms):
+            for value in reversed(newest_values(consumer, partition, timeout_ms)):
                 try:
-                    trade = decode(record, ids=names_by_id).record
+                    trade = decode(value, ids=names_by_id).record
                 except DecodeError:
                     continue
                 symbol, trade_id = trade["symbol"], int(trade["trade_id"])
                 if symbol not in last or trade_id > last[symbol].trade_id:
                     last[symbol] = LastTrade(trade_id, trade["event_time"])
+                break
         return last
     finally:
         consumer.close()
 
 
-def _poll_one(consumer: KafkaConsumer, partition: TopicPartition, timeout_ms: int) -> list[bytes]:
-    batches = consumer.poll(timeout_ms=timeout_ms, max_records=1)
-    return [record.value for record in batches.get(partition, [])]
+def newest_values(
+    consumer: KafkaConsumer, partition: TopicPartition, timeout_ms: int
+) -> list[bytes]:
+    """The values of the newest committed records of one partition (empty if it has none).
+
+    Transaction markers and aborted records take offsets too, so the last offset is rarely a
+    record: read a growing stretch before the end until it holds one.
+    """
+    consumer.assign([partition])
+    first = consumer.beginning_offsets([partition])[partition]
+    end = consumer.end_offsets([partition])[partition]
+    stretch = 16
+    while end > first:
+        start = max(first, end - stretch)
+        values = read_range(consumer, partition, start, end, timeout_ms)
+        if values or start == first:
+            return values
+        stretch *= 16
+    return []
+
+
+def read_range(
+    consumer: KafkaConsumer, partition: TopicPartition, start: int, end: int, timeout_ms: int
+) -> list[bytes]:
+    consumer.seek(partition, start)
+    deadline = time.monotonic() + timeout_ms / 1000
+    values: list[bytes] = []
+    while consumer.position(partition) < end:
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"reading {partition} from {start} to {end} took over {timeout_ms} ms"
+            )
+        for record in consumer.poll(timeout_ms=500).get(partition, []):
+            if record.offset < end:
+                values.append(record.value)
+    return values
