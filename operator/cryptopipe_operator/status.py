@@ -141,6 +141,14 @@ def _aggregator(obs: Observed) -> Cond:
     if name in ("FAILED", "SUBMISSION_FAILED", "FAILING"):
         detail = state.get("errorMessage") or "no error message"
         return Cond(kind, FALSE, "Failed", f"Spark application {name}: {detail}")
+    if name in ("INVALIDATING", "PENDING_RERUN"):
+        return Cond(
+            kind,
+            FALSE,
+            "Resubmitting",
+            "the SparkApplication's spec changed: spark-operator stops the driver and submits the "
+            "new spec, which continues from the checkpoint",
+        )
     if name in ("COMPLETED", "SUCCEEDING"):
         return Cond(kind, FALSE, "Completed", "the streaming job ended; it should run forever")
     if not name:

@@ -303,3 +303,13 @@ def test_crd_has_status_printer_columns_and_bounded_strings() -> None:
 )
 def test_kopf_logs_in_with_the_bare_token(api_key: dict[str, str], token: str | None) -> None:
     assert bearer_token(api_key) == token
+
+
+def test_a_resubmission_after_a_spec_change_is_named_as_such() -> None:
+    for state in ("INVALIDATING", "PENDING_RERUN"):
+        app = {"status": {"applicationState": {"state": state}}}
+        cond = by_type(status.compute(healthy(spark_application=app), None, "T"))[
+            "AggregatorRunning"
+        ]
+        assert (cond["status"], cond["reason"]) == ("False", "Resubmitting")
+        assert "checkpoint" in cond["message"]
