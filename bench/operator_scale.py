@@ -64,6 +64,7 @@ from cryptopipe_testbed.components.kube import (
     FAKE_NODE_TAINT,
     Kubernetes,
     service_account_kubeconfig,
+    wait_established,
 )
 
 RESULTS = ROOT / "bench" / "results" / "operator.json"
@@ -303,8 +304,7 @@ def main() -> int:
         bed.must("apply", "--server-side", "--force-conflicts", "-f", str(path))
     crd = CHART / "crds" / "cryptopipelines.yaml"
     bed.must("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-    for name in CRDS:
-        bed.must("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    wait_established([f"crd/{name}" for name in CRDS])
 
     tag = uuid.uuid4().hex[:6]
     ns, release, fullname = f"cpo-bench-{tag}", f"cpob-{tag}", f"cpo-bench-{tag}"

@@ -19,6 +19,7 @@ from cryptopipe_testbed.components.kube import (
     FAKE_NODE_LABEL,
     FAKE_NODE_TAINT,
     service_account_kubeconfig,
+    wait_established,
 )
 
 pytestmark = pytest.mark.integration
@@ -154,7 +155,7 @@ def test_custom_resource_round_trips_and_is_validated(kube: Kube, namespace: str
     }
     kube.apply(crd)
     try:
-        kube.kubectl("wait", "--for=condition=Established", f"crd/widgets.{group}", "--timeout=30s")
+        wait_established([f"crd/widgets.{group}"], timeout=30)
         widget = {
             "apiVersion": f"{group}/v1",
             "kind": "Widget",

@@ -149,8 +149,7 @@ def prepared(testbed: TestbedSession) -> None:
     print(f"images imported into containerd: {imported} (0.0: already there)")
     for path in upstream_crds.crd_files():
         kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-    for crd in UPSTREAM_CRDS:
-        kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    kube.wait_established([f"crd/{crd}" for crd in UPSTREAM_CRDS])
 
 
 @pytest.fixture(scope="module")

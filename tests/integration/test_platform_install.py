@@ -23,7 +23,7 @@ import yaml
 from node_support import wait_for
 
 from cryptopipe_testbed import upstream_crds
-from cryptopipe_testbed.components.kube import FAKE_NODE_LABEL, FAKE_NODE_TAINT
+from cryptopipe_testbed.components.kube import FAKE_NODE_LABEL, FAKE_NODE_TAINT, wait_established
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,8 +91,9 @@ def cluster(testbed: Any, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
     for path in upstream_crds.crd_files():
         k.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
     k.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(OPERATOR / "crds"))
-    for crd in ("kafkas", "kafkanodepools", "kafkatopics"):
-        k.kubectl("wait", "--for=condition=Established", f"crd/{crd}.kafka.strimzi.io")
+    wait_established(
+        [f"crd/{crd}.kafka.strimzi.io" for crd in ("kafkas", "kafkanodepools", "kafkatopics")]
+    )
     return k
 
 

@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -75,6 +76,25 @@ def bin_dir() -> Path:
 
 def kubectl_path() -> Path:
     return kube_build.kube_bin() / "kubectl"
+
+
+def established(crd: str, kubeconfig: Path | None = None) -> bool:
+    path = '{.status.conditions[?(@.type=="Established")].status}'
+    result = kubectl("get", crd, "-o", f"jsonpath={path}", kubeconfig=kubeconfig)
+    return result.returncode == 0 and result.stdout.strip() == "True"
+
+
+def wait_established(
+    crds: Sequence[str], kubeconfig: Path | None = None, timeout: float = 60.0
+) -> None:
+    """Wait for CRDs (`crd/<name>`) to be served. Not `kubectl wait --for=condition=...`: it
+    fails outright on a CRD created a moment ago, whose status has no conditions yet."""
+    process.wait_until(
+        lambda: all(established(crd, kubeconfig) for crd in crds),
+        what=f"{', '.join(crds)} Established",
+        logs=[],
+        timeout=timeout,
+    )
 
 
 def helm_path() -> Path:

@@ -233,7 +233,7 @@ class SparkOperator(Component):
         for name in CRD_FILES:
             _kubectl("apply", "--server-side", "--force-conflicts", "-f", str(bases / name))
         crds = [f"crd/{name.split('_', 1)[1].removesuffix('.yaml')}.{GROUP}" for name in CRD_FILES]
-        _kubectl("wait", "--for=condition=Established", "--timeout=60s", *crds)
+        kube.wait_established(crds)
 
     def stop(self) -> None:
         process.stop(DAEMON)
