@@ -2,9 +2,9 @@
 
 Our path per trade: a Binance combined-stream JSON frame, parsing and validation, Avro encoding
 with the Confluent header, and a transactional acks=all send keyed by symbol (a transaction
-committed every 100 ms, as the producer does), committed at the end. The reference:
+committed every 500 ms, as the producer does), committed at the end. The reference:
 org.apache.kafka.tools.ProducerPerformance (kafka-producer-perf-test) from the same Kafka jars,
-records of our average encoded size, acks=all, transactional with the same 100 ms duration.
+records of our average encoded size, acks=all, transactional with the same 500 ms duration.
 
 The frames are synthetic (a load test): prices and ids are generated, not recorded.
 

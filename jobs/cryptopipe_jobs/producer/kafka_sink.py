@@ -15,7 +15,6 @@ from kafka.partitioner import DefaultPartitioner
 
 from cryptopipe_jobs.producer.transactions import (
     DEFAULT_COMMIT_INTERVAL,
-    DeliveryError,
     TransactionalProducer,
 )
 from cryptopipe_schemas import topics
@@ -141,38 +140,38 @@ class KafkaTradeSink:
         ids: SchemaIds | None = None,
     ) -> None:
         self._ids = ids or SchemaIds.derived()
+        self._trade_id = self._ids.of(SchemaName.TRADE)
+        # Per symbol, its topic and its encoded key: the same for every trade of the symbol.
+        self._routes: dict[str, tuple[str, bytes]] = {}
         self._producer = producer
         self._source = source
         self._clock = clock
         self._on_sent = on_sent
-        self._failure: BaseException | None = None
 
     @property
     def failed(self) -> bool:
-        return self._failure is not None or self._producer.failure is not None
-
-    def _check(self) -> None:
-        self._producer.check()
-        if self._failure is not None:
-            raise DeliveryError(f"Kafka refused a record: {self._failure}") from self._failure
-
-    def _failed(self, error: BaseException) -> None:
-        log.error("delivery failed: %s", error)
-        self._failure = error
+        return self._producer.failure is not None
 
     def _send(self, topic: str, key: bytes | None, value: bytes, label: str) -> None:
-        self._check()
+        # A refused record fails the producer (its transaction is never committed): the next
+        # send raises DeliveryError.
         future = self._producer.send(topic, key=key, value=value)
-        future.add_errback(self._failed)
         if self._on_sent is not None:
             on_sent, clock, began = self._on_sent, self._clock, self._clock()
             future.add_callback(lambda _: on_sent(label, (clock() - began).total_seconds()))
 
+    def _route(self, symbol: str) -> tuple[str, bytes]:
+        route = self._routes.get(symbol)
+        if route is None:
+            key = encode_key(symbol, id_override=self._ids.of(SchemaName.SYMBOL_KEY))
+            route = self._routes[symbol] = (topics.trades(symbol), key)
+        return route
+
     def publish_trade(self, record: dict[str, Any]) -> None:
         symbol = record["symbol"]
-        key = encode_key(symbol, id_override=self._ids.of(SchemaName.SYMBOL_KEY))
-        value = encode(SchemaName.TRADE, record, id_override=self._ids.of(SchemaName.TRADE))
-        self._send(topics.trades(symbol), key, value, symbol)
+        topic, key = self._route(symbol)
+        value = encode(SchemaName.TRADE, record, id_override=self._trade_id)
+        self._send(topic, key, value, symbol)
 
     def publish_dead_letter(
         self, raw: bytes, reason: str, *, stream: str | None, event_time_ms: int | None
@@ -200,12 +199,10 @@ class KafkaTradeSink:
         )
 
     def flush(self, timeout: float = 30.0) -> None:
-        """Wait for every record and commit them."""
-        self._check()
+        """Wait for every record and commit them; raises DeliveryError if anything failed."""
         self._producer.flush(timeout)
-        self._check()
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit what was published (unless something failed) and close the producer."""
         self._producer.close(timeout)
-        self._check()
+        self._producer.check()

@@ -23,7 +23,7 @@ from kafka.errors import InvalidProducerEpochError, KafkaError, ProducerFencedEr
 
 log = logging.getLogger(__name__)
 
-DEFAULT_COMMIT_INTERVAL = 0.1
+DEFAULT_COMMIT_INTERVAL = 0.5
 
 
 class DeliveryError(RuntimeError):
