@@ -141,9 +141,12 @@ class CpuSampler:
             )
             if labels.get("spark-role"):
                 stage = f"aggregator ({labels['spark-role']})"
-            for usage in KUBEPODS_CPU.glob(f"**/pod{uid}/cpuacct.usage"):
-                used = int(usage.read_text()) / 1e9
-                self.seconds[uid] = (stage, max(used, self.seconds.get(uid, ("", 0.0))[1]))
+            try:
+                for usage in KUBEPODS_CPU.glob(f"**/pod{uid}/cpuacct.usage"):
+                    used = int(usage.read_text()) / 1e9
+                    self.seconds[uid] = (stage, max(used, self.seconds.get(uid, ("", 0.0))[1]))
+            except FileNotFoundError:
+                continue  # the pod's cgroup went while it was read: its last sample stands
 
     def run(self) -> None:
         while not self.stop.wait(5):
