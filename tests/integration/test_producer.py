@@ -378,8 +378,8 @@ def test_a_second_producer_fences_the_first_and_every_trade_lands_once(
     """Two producers of the same trades at once (a replacement pod beside a terminating one):
     the newer one fences the older, which stops with a clear error, and nothing is repeated."""
     symbol = _symbol()
-    traded_klines = _write_binance_klines(tmp_path / "klines.csv", 2000)
-    # 2,000 hours at 300,000x: about 24 s of replay, long enough to overlap two producers.
+    traded_klines = _write_binance_klines(tmp_path / "klines.csv", 1200)
+    # 1,200 hours at 300,000x: about 15 s of replay, long enough to overlap two producers.
     spec = _spec_file(tmp_path, symbol, {"kind": "replay", "replay": {"speed": 300_000}})
     argv = ["--data", str(tmp_path / "klines.csv"), "--metrics-port", "0"]
     replayed = CommittedRecords(kafka_bootstrap, topics.trades(symbol))
