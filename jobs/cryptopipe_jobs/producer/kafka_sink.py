@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +20,6 @@ from cryptopipe_schemas import topics
 from cryptopipe_schemas.avro_schemas import SchemaName
 from cryptopipe_schemas.codec import encode, encode_key
 from cryptopipe_schemas.registry import SchemaIds
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
