@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from kafka import KafkaProducer
@@ -60,22 +60,15 @@ class TransactionalProducer:
         self,
         producer: KafkaProducer,
         commit_interval: float = DEFAULT_COMMIT_INTERVAL,
-        on_failure: Callable[[DeliveryError], None] | None = None,
     ) -> None:
         self._producer = producer
         self._id = str(producer.config["transactional_id"])
         self._interval = commit_interval
-        self._on_failure = on_failure
         self._lock = threading.Lock()
         self._open = False
         self._failure: DeliveryError | None = None
         self._closed = threading.Event()
         self._committer: threading.Thread | None = None
-        self.commits = 0
-
-    @property
-    def transactional_id(self) -> str:
-        return self._id
 
     @property
     def failure(self) -> DeliveryError | None:
@@ -122,7 +115,6 @@ class TransactionalProducer:
             except KafkaError as error:
                 raise self._fail(error) from error
             self._open = False
-            self.commits += 1
 
     def flush(self, timeout: float = 30.0) -> None:
         self._producer.flush(timeout=timeout)
@@ -156,6 +148,4 @@ class TransactionalProducer:
         if self._failure is None:
             self._failure = describe(error, self._id)
             log.error("%s", self._failure)
-            if self._on_failure is not None:
-                self._on_failure(self._failure)
         return self._failure
