@@ -32,6 +32,17 @@ def test_hive_and_hdfs_settings_only_when_configured() -> None:
     assert config["spark.sql.shuffle.partitions"] == "8"
 
 
+def test_hdfs_close_retries_start_small_but_give_up_no_sooner_than_ten_seconds() -> None:
+    hdfs = session_config(SparkSettings(app_name="t", default_fs="hdfs://nn:8020"))
+    key = "spark.hadoop.dfs.client.block.write.locateFollowingBlock"
+    first_ms, retries = int(hdfs[f"{key}.initial.delay.ms"]), int(hdfs[f"{key}.retries"])
+    assert first_ms <= 20
+    # The client sleeps first_ms, doubling, once per retry before it fails the close.
+    assert first_ms * (2**retries - 1) >= 10_000
+    local = session_config(SparkSettings(app_name="t"))
+    assert not any(name.startswith(key) for name in local)
+
+
 def test_no_master_leaves_it_to_spark_submit() -> None:
     config = session_config(SparkSettings(app_name="t", master=None))
     assert "spark.master" not in config

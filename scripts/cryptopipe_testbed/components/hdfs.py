@@ -55,6 +55,10 @@ def hdfs_site(run: Path) -> dict[str, str]:
         "dfs.namenode.safemode.extension": "0",
         "dfs.namenode.safemode.min.datanodes": "1",
         "dfs.heartbeat.interval": "1",
+        # The DataNode's own client (WebHDFS writes): a file close that beats the block report
+        # is retried after 10 ms, not Hadoop's 400 ms (see cryptopipe_jobs.spark_session).
+        "dfs.client.block.write.locateFollowingBlock.initial.delay.ms": "10",
+        "dfs.client.block.write.locateFollowingBlock.retries": "10",
     }
 
 
