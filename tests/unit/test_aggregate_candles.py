@@ -144,7 +144,8 @@ def test_every_interval_equals_an_independent_pandas_computation(
         if c["window_end"].replace(tzinfo=dt.UTC).timestamp() * 1000 <= expected.final_watermark_ms
     ]
     assert len(expected.candles) > 10
-    assert mismatches(final, expected.candles) == [], f"seed {seed}"
+    problems = mismatches(final, expected.candles)
+    assert problems == [], f"seed {seed}: {problems}"
 
 
 def test_one_trade_has_no_volatility(local_spark: SparkSession) -> None:
