@@ -242,7 +242,7 @@ def throughput(
         decode_rows, decode_rate = batch_rate(
             run_counted(spark, options, batch, "decode", decoded_valid_trades)
         )
-    assert ours_rows == ref_rows == decode_rows == records, (ours_rows, ref_rows, records)
+    assert ours_rows == ref_rows == decode_rows == records, (ours_rows, ref_rows, decode_rows)
     return {
         "records": records,
         "batch_records": batch,
