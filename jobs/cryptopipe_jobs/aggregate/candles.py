@@ -10,10 +10,9 @@ Candles are built in two aggregations so that only the finest windows ever see s
 
 Every figure merges exactly: open and close are the first and last trade by (event time, trade
 id) over the sub-windows, high and low their max and min, volumes and counts their sums, VWAP =
-quote / base volume, and the realized variance is the sum of
-the sub-windows' in-window variances plus the squared log returns across each boundary between
-consecutive non-empty sub-windows, log(open_k+1 / close_k): exactly the sum over consecutive
-trades of the whole window.
+quote / base volume, and the realized variance is the sum of the sub-windows' in-window variances
+plus the squared log returns across each boundary between consecutive non-empty sub-windows,
+log(open_k+1 / close_k): exactly the sum over consecutive trades of the whole window.
 
 Base, taker buy and taker sell volumes are exact decimal sums until the end. The quote volume
 sums price * quantity in doubles (relative error about 1e-16 a trade): Spark keeps at most 38
