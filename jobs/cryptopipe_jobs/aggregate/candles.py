@@ -72,12 +72,12 @@ def _ordered_trade() -> Column:
 
 
 def sub_window_aggregations() -> list[Column]:
-    """Per base window, from trades (see the module's note on exactness)."""
+    """Per base window, from trades (see the module's note on exactness). The first and last
+    trades come from the window's sorted trades at its close (`sub_window_columns`): the same
+    order as a min and max of the structs, without comparing two structs for every trade."""
     price, quantity = F.col("price"), F.col("quantity")
     taker_sold = F.col("buyer_is_maker")  # the buyer rested on the book: the taker sold
     return [
-        F.min(_ordered_trade()).alias("first"),
-        F.max(_ordered_trade()).alias("last"),
         F.max(price).alias("high"),
         F.min(price).alias("low"),
         F.sum(quantity).alias("base_volume"),
@@ -89,17 +89,22 @@ def sub_window_aggregations() -> list[Column]:
     ]
 
 
-def squared_log_returns(trades: Column) -> Column:
-    """Sum of squared log returns between consecutive trades of a non-empty array; 0 for one.
+def in_trade_order(trades: Column) -> Column:
+    """An array of (event_time, trade_id, price) structs sorted by event time, then trade id.
 
-    `trades` is an array of (event_time, trade_id, price) structs in any order; sorting the
-    structs orders by event time, then trade id. `sort_array`, not `array_sort`: the latter
-    compares through an interpreted lambda, the former with the type's ordering.
+    `sort_array`, not `array_sort`: the latter compares through an interpreted lambda, the
+    former with the type's ordering.
     """
-    ordered = F.transform(F.sort_array(trades), lambda t: t["price"])
-    count = F.size(ordered)
+    return F.sort_array(trades)
+
+
+def squared_log_returns(ordered_trades: Column) -> Column:
+    """Sum of squared log returns between consecutive trades of a non-empty array in trade
+    order (`in_trade_order`); 0 for one trade."""
+    prices = F.transform(ordered_trades, lambda t: t["price"])
+    count = F.size(prices)
     returns = F.zip_with(
-        F.slice(ordered, 2, count - 1), F.slice(ordered, 1, count - 1), lambda b, a: F.log(b / a)
+        F.slice(prices, 2, count - 1), F.slice(prices, 1, count - 1), lambda b, a: F.log(b / a)
     )
     return F.aggregate(returns, F.lit(0.0), lambda acc, r: acc + r * r)
 
@@ -119,10 +124,15 @@ SUMMARY_FIELDS = (
 
 def sub_window_columns() -> list[Column]:
     """A base window's summary: everything but its trades, which are dropped here."""
+    ordered = in_trade_order(F.col(_ORDERED))
+    from_trades = {
+        "first": F.element_at(ordered, 1).alias("first"),
+        "last": F.element_at(ordered, -1).alias("last"),
+    }
     return [
         F.col("symbol"),
-        *(F.col(name) for name in SUMMARY_FIELDS),
-        squared_log_returns(F.col(_ORDERED)).alias(_VARIANCE),
+        *(from_trades.get(name, F.col(name)) for name in SUMMARY_FIELDS),
+        squared_log_returns(ordered).alias(_VARIANCE),
     ]
 
 
