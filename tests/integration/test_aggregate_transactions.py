@@ -35,8 +35,11 @@ def _send(producer: KafkaProducer, symbol: str, ids: range) -> None:
         )
 
 
+# 3: the one partition's offsets split into three tasks, as the job splits them (minPartitions),
+# so that range ends fall inside and between transactions.
+@pytest.mark.parametrize("min_partitions", [None, 3])
 def test_spark_reads_committed_trades_only(
-    spark: SparkSession, kafka_bootstrap: str, tmp_path: Path
+    spark: SparkSession, kafka_bootstrap: str, tmp_path: Path, min_partitions: int | None
 ) -> None:
     symbol = f"TX{uuid.uuid4().hex[:8].upper()}"
     topic = topics.trades(symbol)
@@ -67,7 +70,7 @@ def test_spark_reads_committed_trades_only(
             seen.extend(decode(bytes(row.value)).record for row in frame.collect())
 
         query = (
-            trades.kafka_trades(spark, kafka_bootstrap, [symbol])
+            trades.kafka_trades(spark, kafka_bootstrap, [symbol], min_partitions=min_partitions)
             .writeStream.option("checkpointLocation", f"file://{tmp_path}/checkpoint")
             .foreachBatch(collect)
             .trigger(availableNow=True)

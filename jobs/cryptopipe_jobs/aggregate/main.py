@@ -158,6 +158,7 @@ def start_query(
         options.bootstrap_servers,
         [s.symbol for s in options.specs],
         max_offsets_per_trigger=options.max_offsets_per_trigger,
+        min_partitions=spark.sparkContext.defaultParallelism,
     )
     decoded = pipeline.observed_input(trades.trades(raw))
     candles = pipeline.candle_stream(

@@ -21,7 +21,14 @@ def kafka_trades(
     symbols: Sequence[str],
     *,
     max_offsets_per_trigger: int | None = None,
+    min_partitions: int | None = None,
 ) -> DataFrame:
+    """The trades topics of `symbols` as a stream of Kafka rows.
+
+    A symbol's trades share one Kafka partition (keyed by symbol), which Spark reads in one task
+    unless `min_partitions` splits its offset range: decoding is the heaviest per-record step
+    before the first shuffle, so the caller passes the cores it has.
+    """
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", bootstrap_servers)
@@ -35,6 +42,8 @@ def kafka_trades(
     )
     if max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
+    if min_partitions:
+        reader = reader.option("minPartitions", str(min_partitions))
     return reader.load()
 
 
