@@ -3,8 +3,10 @@
 Spark may run a micro-batch again after a crash (the batch is only committed once the sink
 returns); a re-run has the same offsets, state and batch time, so the same candles. Each batch
 is written to a staging folder and its files then moved into the partitions under names that
-carry the batch id (`batch-000000000042-00000.parquet`). A run first deletes the files an
-earlier, interrupted run of the same batch left behind, so every candle is stored once.
+carry the batch id (`batch-000000000042-00000.parquet`). Before moving, a run deletes the files
+an earlier, interrupted run of the same batch left in the partitions it writes to (the same
+partitions: a re-run has the same candles), so every candle is stored once. Only those
+partitions are listed, not the whole table, whose partitions grow by the day.
 """
 
 from __future__ import annotations
@@ -59,21 +61,19 @@ def write_batch(
 ) -> list[Partition]:
     """Store one batch's candles once; return the partitions it wrote to."""
     prefix = layout.file_prefix(batch_id)
-    for leftover in fs.glob(f"{layout.table}/symbol=*/interval=*/date=*/{prefix}*"):
-        fs.delete(leftover, recursive=False)
     staging = layout.staging(batch_id)
     with_date(candles).write.mode("overwrite").partitionBy(*PARTITIONS).parquet(staging)
-    written: dict[Partition, int] = {}
+    staged: dict[Partition, list[str]] = {}
     for path in sorted(fs.list_files(staging, recursive=True)):
-        relative = path.split(f"batch={batch_id}/", 1)[1]
-        match = _PARTITION_DIR.match(relative)
-        if match is None:
-            continue  # _SUCCESS and other markers
-        partition = Partition(*match.groups())
-        index = written.get(partition, 0)
-        written[partition] = index + 1
+        match = _PARTITION_DIR.match(path.split(f"batch={batch_id}/", 1)[1])
+        if match is not None:  # not _SUCCESS or another marker
+            staged.setdefault(Partition(*match.groups()), []).append(path)
+    for partition, paths in staged.items():
         target_folder = f"{layout.table}/{partition.folder()}"
+        for leftover in fs.glob(f"{target_folder}/{prefix}*"):
+            fs.delete(leftover, recursive=False)
         fs.mkdirs(target_folder)
-        fs.rename(path, f"{target_folder}/{prefix}{index:05d}.parquet")
+        for index, path in enumerate(paths):
+            fs.rename(path, f"{target_folder}/{prefix}{index:05d}.parquet")
     fs.delete(staging)
-    return sorted(written, key=lambda p: (p.symbol, p.interval, p.date))
+    return sorted(staged, key=lambda p: (p.symbol, p.interval, p.date))
