@@ -206,25 +206,17 @@ def run_ours(spark: SparkSession, options: Any) -> list[Any]:
 def run_counted(
     spark: SparkSession,
     options: Any,
-    batch_records: int,
     name: str,
     prepare: Callable[[DataFrame], DataFrame],
 ) -> list[Any]:
-    """Drain the topic with each batch's `prepare(records)` only counted."""
+    """Drain the topic with each batch's `prepare(records)` only counted, reading it as ours
+    does (same source settings and batch size)."""
 
     def count(frame: DataFrame, _batch_id: int) -> None:
         frame.count()
 
-    raw = trade_source.kafka_trades(
-        spark,
-        options.bootstrap_servers,
-        [options.spec.symbol],
-        max_offsets_per_trigger=batch_records,
-        # The same source as ours (see aggregate_main.start_query).
-        min_partitions=spark.sparkContext.defaultParallelism,
-    )
     query = (
-        prepare(raw)
+        prepare(aggregate_main.trade_records(spark, options))
         .writeStream.option("checkpointLocation", f"{options.base}/_checkpoints/{name}")
         .foreachBatch(count)
         .trigger(availableNow=True)
@@ -259,12 +251,12 @@ def throughput(
         preload(env["CRYPTOPIPE_KAFKA_BOOTSTRAP"], symbol, records)
         ours = run_ours(spark, options)
         ours_rows, ours_rate = batch_rate(ours)
-        ref_rows, ref_rate = batch_rate(run_counted(spark, options, batch, "count", lambda r: r))
+        ref_rows, ref_rate = batch_rate(run_counted(spark, options, "count", lambda r: r))
         decode_rows, decode_rate = batch_rate(
-            run_counted(spark, options, batch, "decode", decoded_valid_trades)
+            run_counted(spark, options, "decode", decoded_valid_trades)
         )
         light_rows, light_rate = batch_rate(
-            run_counted(spark, options, batch, "lightest", lightest_aggregation)
+            run_counted(spark, options, "lightest", lightest_aggregation)
         )
     rows = (ours_rows, ref_rows, decode_rows, light_rows)
     assert all(count == records for count in rows), ("rows read", rows, "expected", records)

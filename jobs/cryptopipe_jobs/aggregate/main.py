@@ -18,7 +18,7 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 from prometheus_client import start_http_server
 from pyspark.errors import StreamingQueryException
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
 from cryptopipe_jobs import logs
@@ -147,20 +147,24 @@ def ensure_candle_topics(options: AggregateOptions) -> None:
         log.info("created topics", extra={"topics": created})
 
 
-def start_query(
-    spark: SparkSession,
-    options: AggregateOptions,
-    writer: BatchWriter,
-) -> StreamingQuery:
-    spec = options.spec
-    raw = trades.kafka_trades(
+def trade_records(spark: SparkSession, options: AggregateOptions) -> DataFrame:
+    """The Kafka rows of every spec's trades topic, read in as many tasks as Spark has cores."""
+    return trades.kafka_trades(
         spark,
         options.bootstrap_servers,
         [s.symbol for s in options.specs],
         max_offsets_per_trigger=options.max_offsets_per_trigger,
         min_partitions=spark.sparkContext.defaultParallelism,
     )
-    decoded = pipeline.observed_input(trades.trades(raw))
+
+
+def start_query(
+    spark: SparkSession,
+    options: AggregateOptions,
+    writer: BatchWriter,
+) -> StreamingQuery:
+    spec = options.spec
+    decoded = pipeline.observed_input(trades.trades(trade_records(spark, options)))
     candles = pipeline.candle_stream(
         pipeline.valid_trades(decoded), pipeline.AggregateSettings(spec.intervals, spec.watermark)
     )
