@@ -29,21 +29,24 @@ class TestbedSession:
 
     def __init__(self) -> None:
         self.started: list[str] = []
-        self.ready: set[str] = set()
+        self.installed: set[str] = set()
 
     def ensure(self, *names: str) -> dict[str, str]:
+        """Each component healthy, started if it is down (a test that stopped the node and
+        failed before bringing it back costs that test alone, not every later one)."""
         env: dict[str, str] = {}
         for component in with_requirements(list(names)):
-            if component.name not in self.ready:
+            if component.name not in self.installed:
                 component.install()
-                if not component.health().healthy:
-                    try:
-                        component.stop()  # a process that runs but does not serve
-                        component.start()
-                    except process.StartError as error:
-                        pytest.fail(f"test bed component {component.name} did not start:\n{error}")
+                self.installed.add(component.name)
+            if not component.health().healthy:
+                try:
+                    component.stop()  # a process that runs but does not serve
+                    component.start()
+                except process.StartError as error:
+                    pytest.fail(f"test bed component {component.name} did not start:\n{error}")
+                if component.name not in self.started:
                     self.started.append(component.name)
-                self.ready.add(component.name)
             env.update(component.env())
         return env
 

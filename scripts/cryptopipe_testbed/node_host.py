@@ -49,6 +49,7 @@ class Record:
     links: list[str] = field(default_factory=list)
     rules: list[list[str]] = field(default_factory=list)  # iptables argv after -t TABLE -A/-D
     folders: list[str] = field(default_factory=list)  # host folders outside the run folder
+    shared_folders: list[str] = field(default_factory=list)  # made shared mount points by `up`
 
     @classmethod
     def load(cls, path: Path) -> Record:
@@ -189,15 +190,21 @@ def remove_chains(prefix: str, commands: Sequence[str] = ("iptables", "ip6tables
     return removed
 
 
+def _mount_table() -> list[str]:
+    """The mount point of every mount in this namespace, in mount order."""
+    lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    return [line.split()[4].replace("\\040", " ") for line in lines]
+
+
+def _at_or_under(point: str, root: str) -> bool:
+    return point == root or point.startswith(root + "/")
+
+
 def mountpoints(prefixes: Iterable[Path]) -> list[str]:
     """Mount points at or under any of `prefixes`, deepest first."""
     roots = [str(prefix) for prefix in prefixes]
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].replace("\\040", " ")
-        if any(point == root or point.startswith(root + "/") for root in roots):
-            found.append(point)
-    return sorted(set(found), key=lambda point: point.count("/"), reverse=True)
+    found = {point for point in _mount_table() if any(_at_or_under(point, r) for r in roots)}
+    return sorted(found, key=lambda point: point.count("/"), reverse=True)
 
 
 def unmount_under(prefixes: Iterable[Path]) -> list[str]:
@@ -207,6 +214,76 @@ def unmount_under(prefixes: Iterable[Path]) -> list[str]:
         if _run(["umount", point], check=False).returncode != 0:
             _run(["umount", "-l", point], check=False)
     return points
+
+
+def mount_entries(folder: Path) -> list[str]:
+    """Every mount at or under `folder`, one entry per mount: a covered mount and the copy
+    covering it are two entries with the same path."""
+    return [point for point in _mount_table() if _at_or_under(point, str(folder))]
+
+
+def is_mount_point(folder: Path) -> bool:
+    """From mountinfo: a bind mount of a folder onto itself has the parent's device, so
+    `os.path.ismount` misses it."""
+    return str(folder) in mount_entries(folder)
+
+
+def share_namespace_folder(record: Record, folder: Path) -> None:
+    """Make `folder` a shared mount point, as `ip netns`, CNI and podman do on first use.
+
+    Done before any pod's network namespace is mounted inside: a tool that upgrades the
+    folder later (a recursive bind of it onto itself) would copy those mounts and cover the
+    originals, which then can neither be unmounted through the path nor unlinked. On a
+    mount point the same tools only set shared propagation, which covers nothing.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    if is_mount_point(folder):
+        return
+    if str(folder) not in record.shared_folders:
+        record.shared_folders.append(str(folder))
+    _run(["mount", "--bind", str(folder), str(folder)])
+    _run(["mount", "--make-shared", str(folder)])
+
+
+def release_namespace_folder(folder: Path, ours: str, unshare: bool) -> list[str]:
+    """Unmount and remove the namespaces named `ours*` in `folder`, covered ones included;
+    with `unshare`, turn the folder back into a plain folder once nothing is mounted inside.
+
+    A covered mount becomes reachable once the self-bind above it is unmounted; that is done
+    only while every mount inside is ours, so another tool's namespaces are never detached.
+    The unmounted paths are returned.
+    """
+    root = str(folder)
+    released: list[str] = []
+
+    def inside() -> list[str]:
+        return [point for point in mount_entries(folder) if point != root]
+
+    for _ in range(16):  # each pass removes at least one layer
+        mine = [point for point in inside() if Path(point).name.startswith(ours)]
+        if not mine:
+            break
+        for point in sorted(set(mine)):
+            _run(["umount", point], check=False)
+            released.append(point)
+        still = [point for point in inside() if Path(point).name.startswith(ours)]
+        if still and len(still) == len(mine):  # covered: nothing could be unmounted
+            others = [point for point in inside() if not Path(point).name.startswith(ours)]
+            if others or not is_mount_point(folder):
+                raise HostError(
+                    f"cannot unmount {', '.join(sorted(set(still)))}: covered by a mount of "
+                    f"{root} that also holds {', '.join(sorted(set(others))) or 'nothing'}"
+                )
+            _run(["umount", root])
+            released.append(root)
+    if folder.is_dir():
+        for path in folder.glob(f"{ours}*"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+    while unshare and is_mount_point(folder) and not inside():
+        _run(["umount", root])
+        released.append(root)
+    return released
 
 
 def remove_links_into(folder: Path, target: Path) -> None:

@@ -355,40 +355,114 @@ def host_state(layout_root: Path) -> dict[str, Any]:
         "iptables": rules("iptables-save"),
         "ip6tables": rules("ip6tables-save"),
         "mounts": [point for point in points if point.startswith(ours)],
+        "netns_mounted": node_host.is_mount_point(node.NETNS_FOLDER),
         "sysctls": node_host.read_sysctls(),
         "folders": sorted(str(folder) for folder in node.HOST_FOLDERS if folder.exists()),
     }
 
 
-def test_down_restores_the_host_and_up_again_is_idempotent(node_env: dict[str, str]) -> None:
+def ip_netns(*args: str) -> None:
+    subprocess.run(["ip", "netns", *args], capture_output=True, text=True, check=True)
+
+
+def test_down_restores_the_host_after_a_tool_upgraded_the_netns_folder(
+    node_env: dict[str, str],
+) -> None:
+    """The fresh-machine sequence: /run/netns a plain folder, the node up, then a tool that
+    upgrades /run/netns to a mount point (ip netns here; CNI and podman do the same), then
+    `down`. The node comes back whatever happens, so one failure stays one failure."""
     component = node.Node()
-    record = node_host.Record.load(node.layout().record)
-    assert record.sysctls, "up records the sysctls before changing them"
-    running = host_state(node.layout().root)
-    assert running["links"] == sorted([node.NODE_BRIDGE, node.POD_BRIDGE])
-    assert running["iptables"] and running["mounts"]
+    try:
+        component.stop()
+        folder = node.NETNS_FOLDER
+        while node_host.is_mount_point(folder) and node_host.mount_entries(folder) == [str(folder)]:
+            subprocess.run(["umount", str(folder)], check=True)
+        before = host_state(node.layout().root)
+        assert not before["netns_mounted"], f"something else is mounted in {folder}"
 
-    component.stop()
-    after = host_state(node.layout().root)
-    assert after["links"] == []
-    assert after["iptables"] == []
-    assert after["ip6tables"] == []
-    assert after["mounts"] == []
-    assert after["sysctls"] == record.sysctls
-    assert not set(after["folders"]) & set(record.folders)
-    assert not component.health().healthy
+        component.start()
+        record = node_host.Record.load(node.layout().record)
+        assert record.sysctls, "up records the sysctls before changing them"
+        running = host_state(node.layout().root)
+        assert running["links"] == sorted([node.NODE_BRIDGE, node.POD_BRIDGE])
+        assert running["iptables"] and running["netns_mounted"]
+        assert any(point.startswith(f"{folder}/{node.NETNS_PREFIX}") for point in running["mounts"])
+        scratch = f"cptb-scratch-{uuid.uuid4().hex[:8]}"
+        ip_netns("add", scratch)
+        ip_netns("delete", scratch)
 
-    began = time.monotonic()
-    component.start()
-    print(f"node down, then up again: Ready with add-ons after {time.monotonic() - began:.1f}s")
+        component.stop()
+        after = host_state(node.layout().root)
+        assert after["links"] == []
+        assert after["iptables"] == []
+        assert after["ip6tables"] == []
+        assert after["mounts"] == []
+        assert after["netns_mounted"] is False
+        assert after["sysctls"] == record.sysctls == before["sysctls"]
+        assert after["folders"] == before["folders"]
+        assert not list(folder.glob(f"{node.NETNS_PREFIX}*"))
+        assert not component.health().healthy
+    finally:
+        if not component.health().healthy:
+            component.stop()
+            component.start()
     assert component.health().healthy
-    # `up` while it runs changes nothing: the same links and exactly one rule of ours.
+
+
+def test_up_again_while_running_changes_nothing(node_env: dict[str, str]) -> None:
+    component = node.Node()
     first = host_state(node.layout().root)
     component.start()
     second = host_state(node.layout().root)
     assert first["links"] == second["links"]
+    assert first["netns_mounted"] and second["netns_mounted"]
     # Only our rules: kube-proxy rewrites its KUBE-* chains whenever Services or endpoints change.
     ours = [[line for line in state["iptables"] if "cryptopipe-testbed" in line]
             for state in (first, second)]  # fmt: skip
     assert ours[0] == ours[1] and len(ours[1]) == 1
     assert component.health().healthy
+
+
+def _covered_namespace_folder(names: tuple[str, ...]) -> Path:
+    """A scratch folder as a tool that upgraded it late leaves it: each namespace mounted,
+    then the folder bound recursively onto itself, the originals covered beneath."""
+    folder = Path("/run") / f"cptb-netns-test-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    for name in names:
+        (folder / name).touch()
+        subprocess.run(["mount", "--bind", "/proc/self/ns/net", str(folder / name)], check=True)
+    subprocess.run(["mount", "--rbind", str(folder), str(folder)], check=True)
+    subprocess.run(["mount", "--make-shared", str(folder)], check=True)
+    return folder
+
+
+def _remove_scratch_folder(folder: Path) -> None:
+    for _ in range(4):
+        node_host.unmount_under([folder])
+    subprocess.run(["rm", "-rf", str(folder)], check=False)
+
+
+def test_covered_namespace_mounts_are_released() -> None:
+    folder = _covered_namespace_folder(("cni-a", "cni-b"))
+    try:
+        assert node_host.mount_entries(folder).count(f"{folder}/cni-a") == 2
+        blocked = subprocess.run(["rm", str(folder / "cni-a")], capture_output=True, check=False)
+        assert blocked.returncode != 0  # the trap: the covered original keeps the file busy
+
+        released = node_host.release_namespace_folder(folder, "cni-", unshare=True)
+        assert str(folder) in released
+        assert node_host.mount_entries(folder) == []
+        assert list(folder.iterdir()) == []
+    finally:
+        _remove_scratch_folder(folder)
+
+
+def test_another_tools_namespace_is_never_detached_to_reach_ours() -> None:
+    folder = _covered_namespace_folder(("cni-a", "netns-theirs"))
+    try:
+        with pytest.raises(node_host.HostError, match="netns-theirs"):
+            node_host.release_namespace_folder(folder, "cni-", unshare=True)
+        assert f"{folder}/netns-theirs" in node_host.mount_entries(folder)
+        assert (folder / "netns-theirs").exists()
+    finally:
+        _remove_scratch_folder(folder)

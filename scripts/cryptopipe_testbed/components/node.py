@@ -8,9 +8,13 @@ bridge (the CNI bridge plugin's, no masquerade) and a rule drops any pod traffic
 leave through another interface. The node carries the label `type=real` and no taint; the
 kwok node's taint keeps ordinary pods off the fake node, and kwok pods select `type=kwok`.
 
-`down` stops the daemons and every pod, unmounts what is left under the node's folders, and
-undoes the host changes `up` recorded (node_host): links, the rule, kube-proxy's chains, the
-sysctls the kubelet and the bridge plugin change, and the kubelet's cgroups.
+`up` makes /run/netns a shared mount point before containerd mounts a pod's network namespace
+there, so that a tool that does the same later (ip netns, CNI, podman) covers nothing.
+
+`down` stops the daemons and every pod, unmounts what is left under the node's folders and
+the pods' namespaces in /run/netns (covered ones too), and undoes the host changes `up`
+recorded (node_host): links, the rule, kube-proxy's chains, the sysctls the kubelet and the
+bridge plugin change, the kubelet's cgroups, and /run/netns as a mount point.
 """
 
 from __future__ import annotations
@@ -74,9 +78,12 @@ STAY_LOCAL_RULE = (
 )
 # Host folders a daemon creates outside the run folder whatever it is told, removed by
 # `down` if `up` made them: the file prefix that is ours in each ("" for everything).
+# containerd 1.6 mounts pod network namespaces here, a path it does not let us move.
+NETNS_FOLDER = Path("/run/netns")
+NETNS_PREFIX = "cni-"
 HOST_FOLDERS = {
     Path("/run/containerd"): "",  # the shims' sockets
-    Path("/run/netns"): "cni-",  # pod network namespaces
+    NETNS_FOLDER: NETNS_PREFIX,  # pod network namespaces
     Path("/var/lib/cni"): node_config.CNI_NETWORK,  # libcni's result cache, podman's too
     Path("/var/lib/kubelet"): "",  # the device-plugin socket, at a fixed path
     Path("/var/log/containers"): "",  # the kubelet's links to container logs
@@ -199,6 +206,11 @@ class Node(Component):
         node_host.ensure_bridge(record, NODE_BRIDGE, NODE_IP)
         node_host.adopt_link(record, POD_BRIDGE)
         record.save(where.record)
+        if process.running_pid(CONTAINERD) is None:
+            # Leftovers of a node that was killed would be covered by the bind mount below.
+            node_host.release_namespace_folder(NETNS_FOLDER, NETNS_PREFIX, unshare=False)
+        node_host.share_namespace_folder(record, NETNS_FOLDER)
+        record.save(where.record)
         table, *rule = STAY_LOCAL_RULE
         node_host.ensure_rule(record, table, rule)
         record.save(where.record)
@@ -308,6 +320,9 @@ class Node(Component):
         record = node_host.Record.load(where.record)
         self._cleanup_proxy_rules(where)
         node_host.unmount_under([where.root])
+        node_host.release_namespace_folder(
+            NETNS_FOLDER, NETNS_PREFIX, unshare=str(NETNS_FOLDER) in record.shared_folders
+        )
         node_host.delete_links(record.links)
         node_host.delete_rules(record.rules)
         node_host.restore_sysctls(record.sysctls)
