@@ -4,7 +4,9 @@ One run of `scripts/run-local` from a clean state (a fresh state folder and a sy
 used, so its topics, Spark checkpoint, HDFS partitions and model registry are all new) until its
 first forecast; at that moment headless Debian Chromium opens the dashboard, finds the candle
 chart and the forecast, and saves screenshots under test-artifacts/; then SIGINT, as a terminal's
-Ctrl-C, and no process the command started may be left. A short second test points a dashboard
+Ctrl-C, and no process the command started may be left. Two shorter runs are stopped once Spark
+runs: one by Ctrl-C with the output piped into `tee` (which dies with the same signal), one by
+SIGKILL of the runner alone; nothing may be left either. A short last test points a dashboard
 at a closed port: the page says Kafka is unreachable in words, with no traceback.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -142,7 +145,7 @@ class Transcript:
         return "".join(self.lines[-count:])
 
 
-def _stop(proc: subprocess.Popen[str], token: str) -> None:
+def _stop(proc: subprocess.Popen[str] | subprocess.Popen[bytes], token: str) -> None:
     """Ctrl-C to the command's process group; anything marked still alive after it is killed."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)
@@ -184,13 +187,7 @@ def test_run_local_reaches_a_forecast_on_the_dashboard_and_ctrl_c_leaves_nothing
     token = uuid.uuid4().hex
     ARTIFACTS.mkdir(exist_ok=True)
     dashboard_port = _free_port()
-    command = [
-        str(REPO / "scripts" / "run-local"),
-        "--symbols", symbol,
-        "--state", str(tmp_path / "state"),
-        "--dashboard-port", str(dashboard_port),
-        "--metrics-ports", f"{_free_port()},{_free_port()}",
-    ]  # fmt: skip
+    command = _run_local(symbol, tmp_path / "state", dashboard_port)
     began = time.monotonic()
     proc = subprocess.Popen(
         command,
@@ -266,15 +263,104 @@ def test_run_local_reaches_a_forecast_on_the_dashboard_and_ctrl_c_leaves_nothing
         assert not left, f"processes left after Ctrl-C: {left}"
     finally:
         _stop(proc, token)
-        _delete_topics(
-            spark_env["CRYPTOPIPE_KAFKA_BOOTSTRAP"],
-            [topics.trades(symbol), topics.candles("1h", symbol), topics.forecasts(symbol)],
+        _remove_run_data(spark_env, symbol, tmp_path)
+
+
+def _run_local(symbol: str, state: Path, dashboard_port: int) -> list[str]:
+    return [
+        str(REPO / "scripts" / "run-local"),
+        "--symbols", symbol,
+        "--state", str(state),
+        "--dashboard-port", str(dashboard_port),
+        "--metrics-ports", f"{_free_port()},{_free_port()}",
+    ]  # fmt: skip
+
+
+def _remove_run_data(spark_env: dict[str, str], symbol: str, state: Path) -> None:
+    """The run's topics and Spark checkpoint, so the next test starts from nothing."""
+    _delete_topics(
+        spark_env["CRYPTOPIPE_KAFKA_BOOTSTRAP"],
+        [topics.trades(symbol), topics.candles("1h", symbol), topics.forecasts(symbol)],
+    )
+    options = plan.Options([symbol], live=False, data=None, state=state, repo=REPO)
+    checkpoint = plan.checkpoint(options, plan.Endpoints.from_env(spark_env))
+    webhdfs_client(spark_env["CRYPTOPIPE_WEBHDFS_URL"]).delete(
+        urlparse(checkpoint).path, recursive=True
+    )
+
+
+def _wait_marked(token: str, what: str, present: Callable[[dict[int, str]], bool]) -> None:
+    deadline = time.monotonic() + 300
+    while not present(_marked(token)):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {_marked(token)}"
+        time.sleep(1)
+
+
+def _spark_running(running: dict[int, str]) -> bool:
+    """The run is in stage 3: a Spark JVM of its own (the Hive DDL's or the aggregator's)."""
+    return any("java" in line for line in running.values())
+
+
+def _wait_gone(token: str, seconds: float = 90) -> dict[int, str]:
+    deadline = time.monotonic() + seconds
+    while (left := _marked(token)) and time.monotonic() < deadline:
+        time.sleep(1)
+    return left
+
+
+@pytest.mark.timeout(600)
+def test_ctrl_c_with_the_output_piped_into_tee_leaves_nothing(
+    spark_env: dict[str, str], tmp_path: Path
+) -> None:
+    symbol = f"BTC{uuid.uuid4().hex[:10].upper()}"
+    token = uuid.uuid4().hex
+    log = tmp_path / "run.log"
+    command = _run_local(symbol, tmp_path / "state", _free_port())
+    pipeline = f"{shlex.join(command)} 2>&1 | tee {shlex.quote(str(log))}"
+    proc = subprocess.Popen(
+        ["bash", "-c", pipeline],
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, MARK: token},
+        start_new_session=True,  # bash, the runner and tee: one process group, as in a terminal
+    )
+    try:
+        _wait_marked(token, "a Spark JVM of the run", _spark_running)
+        os.killpg(proc.pid, signal.SIGINT)  # tee dies of it; the runner's next line hits EPIPE
+        proc.wait(timeout=120)
+        left = _wait_gone(token)
+        assert not left, f"processes left after Ctrl-C into a pipe: {left}\n{log.read_text()}"
+    finally:
+        _stop(proc, token)
+        _remove_run_data(spark_env, symbol, tmp_path)
+
+
+@pytest.mark.timeout(600)
+def test_sigkill_of_the_runner_leaves_nothing(spark_env: dict[str, str], tmp_path: Path) -> None:
+    symbol = f"BTC{uuid.uuid4().hex[:10].upper()}"
+    token = uuid.uuid4().hex
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            _run_local(symbol, tmp_path / "state", _free_port()),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, MARK: token},
+            start_new_session=True,
         )
-        options = plan.Options([symbol], live=False, data=None, state=tmp_path, repo=REPO)
-        checkpoint = plan.checkpoint(options, plan.Endpoints.from_env(spark_env))
-        webhdfs_client(spark_env["CRYPTOPIPE_WEBHDFS_URL"]).delete(
-            urlparse(checkpoint).path, recursive=True
-        )
+    try:
+        _wait_marked(token, "a Spark JVM of the run", _spark_running)
+        (runner,) = [  # the Python runner, not the `uv run` in front of it
+            pid
+            for pid, line in _marked(token).items()
+            if "local.run" in line and Path(line.split()[0]).name.startswith("python")
+        ]
+        os.kill(runner, signal.SIGKILL)  # no clean-up code of the runner's can run
+        proc.wait(timeout=60)
+        left = _wait_gone(token)
+        assert not left, f"processes left after SIGKILL of the runner: {left}\n{log.read_text()}"
+    finally:
+        _stop(proc, token)
+        _remove_run_data(spark_env, symbol, tmp_path)
 
 
 @pytest.mark.timeout(180)

@@ -25,6 +25,7 @@ from cryptopipe_jobs import logs
 from cryptopipe_jobs.aggregate import pipeline, trades
 from cryptopipe_jobs.aggregate.progress import AggregateMetrics, ProgressListener
 from cryptopipe_jobs.cli import refuse, stop_on_signals
+from cryptopipe_jobs.ports import ensure_free
 from cryptopipe_jobs.producer.kafka_sink import TopicSettings, ensure_topics
 from cryptopipe_jobs.sinks.batch_writer import BatchWriter, SinkTargets
 from cryptopipe_jobs.sinks.hadoop_fs import HadoopFs
@@ -283,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         specs = [load_spec_file(path) for path in args.spec]
         check_specs(specs)
+        ensure_free(args.metrics_port, "--metrics-port")
     except (SpecError, OSError) as error:
         return refuse("cryptopipe-aggregate", error)
     options = AggregateOptions(

@@ -4,9 +4,10 @@ training -> forecasts -> dashboard at http://127.0.0.1:8501.
     scripts/run-local [--symbols BTCUSDT] [--live] [--data PATH] [--until-first-forecast]
         [--state DIR] [--dashboard-port 8501] [--metrics-ports 9108,9109]
 
-Ctrl-C stops every process it started (the test bed components too, if it started them).
-Running it again resumes: the producer continues after the last trade in Kafka, Spark from
-its checkpoint on HDFS, the predictor from its committed offsets.
+Ctrl-C stops every process it started (the test bed components too, if it started them); if
+the runner itself is killed, its reaper (local/reaper.py) does that instead. Running it again
+resumes: the producer continues after the last trade in Kafka, Spark from its checkpoint on
+HDFS, the predictor from its committed offsets.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -27,6 +29,8 @@ import yaml
 from kafka import KafkaConsumer, TopicPartition
 
 from cryptopipe_jobs.local import plan
+from cryptopipe_jobs.local.reaper import Reaper, terminate_groups
+from cryptopipe_jobs.ports import PortInUse, ensure_free
 from cryptopipe_jobs.producer.committed import CommittedRecords
 from cryptopipe_jobs.storage.hdfs_storage import hdfs_path, webhdfs_client
 from cryptopipe_jobs.train.committed import CommittedCandles
@@ -42,8 +46,20 @@ class StageFailed(RuntimeError):
     pass
 
 
+def _write(text: str) -> None:
+    """Progress output, which must never stop a run or its clean-up: when the reader is gone
+    (`| tee` dies with the same Ctrl-C) the rest goes to /dev/null."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def say(message: str) -> None:
-    print(f"[cryptopipe] {message}", flush=True)
+    _write(f"[cryptopipe] {message}\n")
 
 
 def bar(label: str, done: int, total: int | None, width: int = 30) -> None:
@@ -52,12 +68,13 @@ def bar(label: str, done: int, total: int | None, width: int = 30) -> None:
         line = f"\r  {label} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}"
     else:
         line = f"\r  {label} {done:,}"
-    print(line, end="", flush=True)
+    _write(line)
 
 
 @dataclass
 class Supervisor:
     logs: Path
+    reaper: Reaper
     started: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
     def start(self, stage: plan.Stage, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -67,6 +84,7 @@ class Supervisor:
             proc = subprocess.Popen(
                 stage.argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
+        self.reaper.watch_group(proc.pid)
         self.started.append((stage.name, proc))
         return proc
 
@@ -83,27 +101,52 @@ class Supervisor:
             if code is not None and (code != 0 or name not in allowed_to_finish):
                 raise StageFailed(f"{name} exited with {code}:\n{self.tail(name)}")
 
+    def finished(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        """A one-off stage that ended well: nothing of it is left to watch or stop."""
+        self.started.remove((name, proc))
+        self.reaper.forget_group(proc.pid)
+
     def stop_all(self) -> None:
         # A terminal's Ctrl-C reaches uv and us; a second one must not cut the shutdown short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for name, proc in reversed(self.started):
-            if proc.poll() is None:
-                say(f"stopping {name}")
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        for _, proc in reversed(self.started):
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        running = [(name, proc) for name, proc in reversed(self.started) if proc.poll() is None]
+        for name, _ in running:
+            say(f"stopping {name}")
+        terminate_groups(proc.pid for _, proc in running)
+        for _, proc in running:
+            proc.wait()
+
+
+def ports_in_use(options: plan.Options) -> list[PortInUse]:
+    """The ports this run's processes will listen on that something else holds now."""
+    metrics = (
+        "--metrics-ports PRODUCER,AGGREGATOR "
+        f"(now {options.producer_metrics_port},{options.aggregator_metrics_port})"
+    )
+    everywhere = "0.0.0.0"  # noqa: S104 - where the metrics servers listen
+    wanted = [
+        (options.dashboard_port, "--dashboard-port", "127.0.0.1"),
+        (options.producer_metrics_port, metrics, everywhere),
+        (options.aggregator_metrics_port, metrics, everywhere),
+    ]
+    taken = []
+    for port, flag, host in wanted:
+        try:
+            ensure_free(port, flag, host)
+        except PortInUse as error:
+            taken.append(error)
+    return taken
+
+
+def testbed_argv(repo: Path, *args: str) -> list[str]:
+    return [str(repo / "scripts" / "testbed"), *args]
 
 
 def testbed(repo: Path, *args: str, show: bool = False) -> str:
     """Run scripts/testbed; its output goes to the terminal when `show`, else is returned."""
     result = subprocess.run(
-        [str(repo / "scripts" / "testbed"), *args],
+        testbed_argv(repo, *args),
         capture_output=not show,
         text=True,
         check=False,
@@ -158,7 +201,7 @@ def wait_for(
         value = progress()
         bar(what, value, total)
     bar(what, value, total)
-    print(flush=True)
+    _write("\n")
     return value
 
 
@@ -196,17 +239,27 @@ def write_specs(options: plan.Options) -> None:
 
 def run(options: plan.Options, until_first_forecast: bool) -> int:
     began = time.monotonic()
+    for error in (taken := ports_in_use(options)):
+        say(f"cannot start: {error}")
+    if taken:
+        return 2
     logs = options.state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    supervisor = Supervisor(logs)
-    was_running = testbed(options.repo, "status", *COMPONENTS)
-    say("stage 1/6: local components (Kafka, Spark, HDFS, Hive metastore); first run installs them")
-    testbed(options.repo, "up", *COMPONENTS, show=True)
-    started_here = down_components(was_running)
-    endpoints = plan.Endpoints.from_env(testbed_env(options.repo))
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
-    write_specs(options)
+    with open(logs / "reaper.log", "ab") as reaper_log:
+        reaper = Reaper(reaper_log)
+    supervisor = Supervisor(logs, reaper)
+    started_here = down_components(testbed(options.repo, "status", *COMPONENTS))
+    if started_here:
+        reaper.down_with(testbed_argv(options.repo, "down", *reversed(started_here)))
     try:
+        say(
+            "stage 1/6: local components (Kafka, Spark, HDFS, Hive metastore); "
+            "first run installs them"
+        )
+        testbed(options.repo, "up", *COMPONENTS, show=True)
+        endpoints = plan.Endpoints.from_env(testbed_env(options.repo))
+        env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+        write_specs(options)
         symbol = options.symbols[0]
         say(
             "stage 2/6: producer"
@@ -270,6 +323,7 @@ def run(options: plan.Options, until_first_forecast: bool) -> int:
         if started_here:
             testbed(options.repo, "down", *reversed(started_here))
             say(f"stopped {', '.join(started_here)}")
+        reaper.dismiss()
 
 
 def run_to_end(supervisor: Supervisor, stage: plan.Stage, env: dict[str, str]) -> None:
@@ -280,7 +334,7 @@ def run_to_end(supervisor: Supervisor, stage: plan.Stage, env: dict[str, str]) -
         time.sleep(1)
     if proc.returncode != 0:
         raise StageFailed(f"{stage.name} failed:\n{supervisor.tail(stage.name)}")
-    supervisor.started.remove((stage.name, proc))
+    supervisor.finished(stage.name, proc)
 
 
 def _wait_http(

@@ -31,6 +31,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from cryptopipe_jobs import logs
 from cryptopipe_jobs.cli import refuse, stop_on_signals
+from cryptopipe_jobs.ports import ensure_free
 from cryptopipe_jobs.predict.hdfs_sink import HdfsForecastSink
 from cryptopipe_jobs.predict.history import Added, CandleHistory
 from cryptopipe_jobs.predict.metrics import PredictorMetrics
@@ -320,6 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = load_spec_file(args.spec)
         if args.history < 1 or args.poll_seconds <= 0:
             raise SpecError(["--history and --poll-seconds must be positive"])
+        ensure_free(max(0, args.metrics_port), "--metrics-port")
     except (SpecError, OSError) as error:
         return refuse(PROG, error)
     options = PredictOptions(

@@ -25,6 +25,7 @@ from kafka import KafkaAdminClient
 
 from cryptopipe_jobs import logs
 from cryptopipe_jobs.cli import refuse, stop_on_signals
+from cryptopipe_jobs.ports import ensure_free
 from cryptopipe_jobs.producer import binance_ws, replay
 from cryptopipe_jobs.producer.kafka_sink import (
     KafkaTradeSink,
@@ -278,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.log_level)
     try:
         specs = [load_spec_file(path) for path in args.spec]
+        ensure_free(args.metrics_port, "--metrics-port")
     except (SpecError, OSError) as error:
         return refuse("cryptopipe-producer", error)
     options = ProducerOptions(
