@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cryptopipe_operator.status import CONDITION_TYPES
-from cryptopipe_schemas.crd import crd_names, spec_schema
+from cryptopipe_schemas.crd import NAME_RULES, crd_names, spec_schema
 
 PHASES = ["Pending", "Provisioning", "Training", "Running", "Degraded", "Suspended", "Invalid"]
 
@@ -133,6 +133,7 @@ def crd_manifest() -> dict[str, Any]:
                             "description": "A real-time crypto pipeline for one symbol: trades "
                             "into Kafka, candles by Spark, an LSTM forecast and a dashboard.",
                             "required": ["spec"],
+                            "x-kubernetes-validations": NAME_RULES,
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},

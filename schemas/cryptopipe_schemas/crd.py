@@ -30,15 +30,20 @@ SHORT_NAMES = ["cpl"]
 CATEGORIES = ["cryptopipe"]
 
 # Rules beyond one field, keyed by the camelCase path of the object they sit on ("" = spec).
+# `fieldPath` (relative to that object) makes `kubectl apply` name the field at fault.
 CEL_RULES: dict[str, list[dict[str, str]]] = {
     "": [
         {
             "rule": "self.symbol == oldSelf.symbol",
             "message": "symbol cannot change after creation; create a new CryptoPipeline instead",
+            "fieldPath": ".symbol",
+            "reason": "FieldValueForbidden",
         },
         {
             "rule": "self.intervals.exists(i, i == self.model.interval)",
             "message": "model.interval must be one of the aggregated intervals",
+            "fieldPath": ".model.interval",
+            "reason": "FieldValueInvalid",
         },
     ],
     "model": [
@@ -46,6 +51,8 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
             "rule": "self.horizon < self.lookback",
             "message": "model.horizon must be smaller than model.lookback: "
             "the model cannot see less than it forecasts",
+            "fieldPath": ".horizon",
+            "reason": "FieldValueInvalid",
         }
     ],
     "sinks.sheets": [
@@ -53,9 +60,27 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
             "rule": "!self.enabled || (has(self.secretRef) && has(self.spreadsheetId))",
             "message": "an enabled Sheets sink needs spreadsheetId and secretRef "
             "(a Secret with the service account's JSON key)",
+            "reason": "FieldValueRequired",
         }
     ],
 }
+MAX_NAME = 63
+# On the resource itself: its name becomes a label value and the stem of every child's name,
+# and a Service's name must be a DNS label that starts with a letter.
+NAME_RULES: list[dict[str, str]] = [
+    {
+        "rule": f"self.metadata.name.size() <= {MAX_NAME}",
+        "message": f"metadata.name must be at most {MAX_NAME} characters: "
+        "it is a label value on every child",
+        "reason": "FieldValueInvalid",
+    },
+    {
+        "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+        "message": "metadata.name must start with a letter and hold only a-z, 0-9 and '-': "
+        "the Services of the pipeline are named after it",
+        "reason": "FieldValueInvalid",
+    },
+]
 
 _SCALARS: dict[type, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 

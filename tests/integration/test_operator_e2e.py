@@ -639,6 +639,26 @@ def test_invalid_pipelines_are_refused_with_clear_messages(
     assert kube.get("cpl", "minimal", "-n", namespace)["status"]["phase"] == "Invalid"
     assert kube.get("deployment", "minimal-producer", "-n", namespace) is None
 
+    # Names: the longest one the CRD takes (63) gives children that all fit; one more is refused.
+    longest = "long-name-" * 6 + "abc"
+    too_long = {**example("ethusdt"), "metadata": {"name": longest + "d"}}
+    result = kube.apply(too_long, namespace)
+    assert result.returncode != 0 and "metadata.name must be at most 63 characters" in result.stderr
+    capital = {**example("ethusdt"), "metadata": {"name": "9eth"}}
+    result = kube.apply(capital, namespace)
+    assert result.returncode != 0 and "metadata.name must start with a letter" in result.stderr
+    kube.apply({**example("ethusdt"), "metadata": {"name": longest}}, namespace)
+    made = wait_for(
+        "the long-named pipeline's children",
+        lambda: (
+            (found := children_of(kube, namespace, longest))
+            and {"SparkApplication", "CronJob", "Service"} <= {kind for kind, _ in found}
+            and found
+        ),
+        120,
+    )
+    assert all(len(name) <= 52 for _, name in made), sorted(made)
+
 
 def test_chart_rbac_is_least_privilege(kube: Kube, release: dict[str, Any]) -> None:
     sa = f"system:serviceaccount:{release['ns']}:cryptopipe-operator"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,9 @@ from cryptopipe_jobs.producer.main import parse_args as parse_producer_args
 from cryptopipe_jobs.train.main import parse_args as parse_train_args
 from cryptopipe_operator import children
 from cryptopipe_operator.children import aggregator, configmap, kafka_topics, training
-from cryptopipe_operator.children.common import CONFIG_HASH, Pipeline
+from cryptopipe_operator.children.common import CONFIG_HASH, MAX_CHILD_NAME, Pipeline
 from cryptopipe_operator.config import config_from_mapping
+from cryptopipe_schemas.crd import MAX_NAME
 from cryptopipe_schemas.spec import load_spec_file, spec_from_document, to_mapping
 from operator_support import CONFIG, pipeline
 
@@ -48,6 +50,26 @@ def test_every_child_is_labelled_namespaced_and_named_after_the_pipeline() -> No
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "cryptopipe-operator"
         assert meta["labels"]["app.kubernetes.io/instance"] == "btc"
         assert "ownerReferences" not in meta  # the handler adopts; builders stay pure
+
+
+LONGEST_NAME = "long-name-" * 6 + "abc"  # 63 characters, the most the CRD accepts
+
+
+def test_the_longest_pipeline_name_gives_children_names_that_fit_and_stay_distinct() -> None:
+    assert len(LONGEST_NAME) == MAX_NAME
+    objs = children.desired(pipeline(name=LONGEST_NAME), CONFIG)
+    names = [obj["metadata"]["name"] for obj in objs]
+    assert all(len(name) <= MAX_CHILD_NAME for name in names), names
+    assert all(re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name) for name in names), names
+    kinds_and_names = [(obj["kind"], obj["metadata"]["name"]) for obj in objs]
+    assert len(set(kinds_and_names)) == len(kinds_and_names)  # a Service shares its Deployment's
+    # Cut names keep their kind's suffix and a hash of the whole name, so two long names that
+    # share their first characters do not collide.
+    assert aggregator.name(pipeline(name=LONGEST_NAME)).endswith("-aggregator")
+    twin = LONGEST_NAME[:-1] + "x"
+    assert aggregator.name(pipeline(name=twin)) != aggregator.name(pipeline(name=LONGEST_NAME))
+    # Short names are not touched.
+    assert aggregator.name(pipeline(name="btc")) == "btc-aggregator"
 
 
 def test_pods_mount_the_rendered_spec_and_use_the_platform_images_and_scheduling() -> None:

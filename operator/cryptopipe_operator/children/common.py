@@ -20,6 +20,11 @@ SPEC_FILE = f"{SPEC_MOUNT}/pipeline.yaml"
 PRODUCER_METRICS_PORT = 9108
 PREDICTOR_METRICS_PORT = 9110
 DASHBOARD_PORT = 8501
+# The shortest name limit among the children: a CronJob's name (52), since its Jobs append 11
+# characters and a Job's name becomes a 63-character label; Services and the Spark driver's
+# pod and UI Service (name + "-driver", "-ui-svc") fit under it too.
+MAX_CHILD_NAME = 52
+NAME_HASH_LENGTH = 8
 
 
 @dataclass(frozen=True)
@@ -31,11 +36,24 @@ class Pipeline:
     spec: CryptoPipelineSpec
 
     def child(self, suffix: str) -> str:
-        return f"{self.name}-{suffix}"
+        return child_name(self.name, suffix)
 
     @property
     def config_map(self) -> str:
         return self.child("config")
+
+
+def child_name(pipeline_name: str, suffix: str) -> str:
+    """`<pipeline>-<suffix>`; when that is longer than any child may be, the pipeline's name is
+    cut and a hash of the whole name keeps it unique: `<cut>-<hash>-<suffix>`."""
+    name = f"{pipeline_name}-{suffix}"
+    if len(name) <= MAX_CHILD_NAME:
+        return name
+    digest = hashlib.sha256(pipeline_name.encode()).hexdigest()[:NAME_HASH_LENGTH]
+    keep = MAX_CHILD_NAME - len(suffix) - len(digest) - 2
+    if keep < 1:
+        raise ValueError(f"child suffix {suffix!r} leaves no room for the pipeline's name")
+    return f"{pipeline_name[:keep].rstrip('-')}-{digest}-{suffix}"
 
 
 def labels(pipeline: Pipeline, component: str) -> dict[str, str]:
