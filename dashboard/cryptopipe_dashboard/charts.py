@@ -6,6 +6,27 @@ import altair as alt
 import pandas as pd
 
 UP, DOWN, FORECAST = "#26a69a", "#ef5350", "#5c6bc0"
+RECENT_CANDLES = 48
+
+
+def time_format(*columns: pd.Series) -> str:
+    """A tick label format that tells ticks apart over the span shown: dates when it spans
+    days (Vega's default shows "12 PM" under every daily tick), times within a day."""
+    times = pd.concat([pd.to_datetime(column) for column in columns if not column.empty])
+    span = times.max() - times.min() if not times.empty else pd.Timedelta(0)
+    if span > pd.Timedelta(days=3):
+        return "%b %d"
+    if span > pd.Timedelta(hours=18):
+        return "%b %d %H:%M"
+    return "%H:%M"
+
+
+def recent(candles: pd.DataFrame, last: int = RECENT_CANDLES) -> pd.DataFrame:
+    """The newest `last` candles: the zoomed panel where the forecast is wide enough to read."""
+    return candles.sort_values("window_start").tail(last)
+
+
+_NO_TIMES = pd.Series([], dtype="datetime64[ns, UTC]")
 
 
 def latest_forecast_path(forecasts: pd.DataFrame) -> pd.DataFrame:
@@ -23,7 +44,9 @@ def candlestick(candles: pd.DataFrame, forecasts: pd.DataFrame) -> alt.VConcatCh
     colour = alt.Color(
         "direction:N", scale=alt.Scale(domain=["up", "down"], range=[UP, DOWN]), legend=None
     )
-    time = alt.X("window_start:T", title=None)
+    path = latest_forecast_path(forecasts)
+    axis = alt.Axis(format=time_format(data["window_start"], path.get("target_time", _NO_TIMES)))
+    time = alt.X("window_start:T", title=None, axis=axis)
     wick = (
         alt.Chart(data)
         .mark_rule()
@@ -46,9 +69,8 @@ def candlestick(candles: pd.DataFrame, forecasts: pd.DataFrame) -> alt.VConcatCh
         )
     )
     layers: list[alt.Chart] = [wick, body]
-    path = latest_forecast_path(forecasts)
     if not path.empty:
-        target = alt.X("target_time:T")
+        target = alt.X("target_time:T", axis=axis)
         band = (
             alt.Chart(path)
             .mark_area(opacity=0.2, color=FORECAST)
@@ -81,7 +103,9 @@ def error_comparison(rolling: pd.DataFrame) -> alt.Chart:
         alt.Chart(long)
         .mark_line()
         .encode(
-            alt.X("target_time:T", title=None),
+            alt.X(
+                "target_time:T", title=None, axis=alt.Axis(format=time_format(long["target_time"]))
+            ),
             alt.Y("mae:Q", title="rolling MAE"),
             alt.Color("forecaster:N"),
         )

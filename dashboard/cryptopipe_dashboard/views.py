@@ -91,6 +91,10 @@ def market_page(config: DashboardConfig) -> None:
             else forecast_frame
         )
         st.altair_chart(charts.candlestick(frame, same_interval), width="stretch")
+        if len(frame) > charts.RECENT_CANDLES and not same_interval.empty:
+            st.caption(f"The last {charts.RECENT_CANDLES} candles and the newest forecast")
+            zoomed = charts.candlestick(charts.recent(frame), same_interval)
+            st.altair_chart(zoomed, width="stretch")
         if same_interval.empty:
             st.info("No forecasts for this interval yet.")
             return

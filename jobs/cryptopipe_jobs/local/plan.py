@@ -174,6 +174,7 @@ def dashboard(options: Options, endpoints: Endpoints) -> Stage:
         *_cli("streamlit"), "run", str(app),
         "--server.address", "127.0.0.1", "--server.port", str(options.dashboard_port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",  # no Deploy button or developer menu for viewers
         "--",
         "--kafka-bootstrap", endpoints.kafka_bootstrap,
         "--symbols", ",".join(options.symbols),

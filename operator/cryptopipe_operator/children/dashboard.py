@@ -35,6 +35,7 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
         f"--server.port={DASHBOARD_PORT}",
         "--server.headless=true",
         "--browser.gatherUsageStats=false",
+        "--client.toolbarMode=viewer",  # no Deploy button or developer menu for viewers
         "--",
         "--kafka-bootstrap", config.kafka.bootstrap_servers,
         "--symbols", spec.symbol,
