@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not election.acquire(stop):
         return 0
-    metrics.leader = True
+    metrics.set_leader(True)
     threading.Thread(target=election.keep, args=(stop, stop.set), name="lease", daemon=True).start()
     threading.Thread(target=resync_forever, args=(state, stop), name="resync", daemon=True).start()
     registry = kopf.OperatorRegistry()
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         stop.set()
         election.release()
-        metrics.leader = False
+        metrics.set_leader(False)
     return 0
 
 

@@ -1,109 +1,109 @@
-"""Prometheus metrics (text exposition) and the health endpoints, served from one thread."""
+"""The operator's Prometheus metrics (prometheus-client) and its health endpoints, served
+from one thread on the metrics port."""
 
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections.abc import Callable, Iterator
+from http.server import ThreadingHTTPServer
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.exposition import MetricsHandler
+from prometheus_client.registry import Collector
 
 BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+class _ApiClientCollector(Collector):
+    """Counts kept by the API client, read at scrape time: reconciles run in parallel, so
+    summing per-reconcile differences of a shared counter would count others' writes too."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        writes = CounterMetricFamily("cryptopipe_operator_writes", "Writes to children and status.")
+        writes.add_metric([], self._metrics.writes())
+        yield writes
+        requests = CounterMetricFamily(
+            "cryptopipe_operator_api_requests", "API requests by verb.", labels=["verb"]
+        )
+        for verb, count in sorted(self._metrics.requests().items()):
+            requests.add_metric([verb], count)
+        yield requests
+
+
 class Metrics:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.reconciles: defaultdict[str, int] = defaultdict(int)  # by outcome
-        self.errors = 0
-        self._buckets = [0] * len(BUCKETS)
-        self._count = 0
-        self._sum = 0.0
+        self.registry = CollectorRegistry()
+        self._reconciles = Counter(
+            "cryptopipe_operator_reconciles",
+            "Reconciles by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self._errors = Counter(
+            "cryptopipe_operator_reconcile_errors",
+            "Reconciles that raised.",
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            "cryptopipe_operator_reconcile_duration_seconds",
+            "Time per reconcile.",
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self._leader = Gauge(
+            "cryptopipe_operator_leader",
+            "Whether this replica holds the Lease.",
+            registry=self.registry,
+        )
         self.requests: Callable[[], dict[str, int]] = dict
-        # Read from the API client at render time: reconciles run in parallel, so summing
-        # per-reconcile differences of a shared counter would count others' writes too.
         self.writes: Callable[[], int] = lambda: 0
-        self.leader = False
+        self.registry.register(_ApiClientCollector(self))
+
+    def set_leader(self, leading: bool) -> None:
+        self._leader.set(int(leading))
 
     def observe(self, seconds: float, outcome: str) -> None:
-        with self._lock:
-            self.reconciles[outcome] += 1
-            if outcome == "error":
-                self.errors += 1
-            self._count += 1
-            self._sum += seconds
-            for index, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    self._buckets[index] += 1
+        self._reconciles.labels(outcome).inc()
+        if outcome == "error":
+            self._errors.inc()
+        self._duration.observe(seconds)
 
-    def render(self) -> str:
-        with self._lock:
-            lines = [
-                "# HELP cryptopipe_operator_reconciles_total Reconciles by outcome.",
-                "# TYPE cryptopipe_operator_reconciles_total counter",
-                *(
-                    f'cryptopipe_operator_reconciles_total{{outcome="{k}"}} {v}'
-                    for k, v in sorted(self.reconciles.items())
-                ),
-                "# HELP cryptopipe_operator_reconcile_errors_total Reconciles that raised.",
-                "# TYPE cryptopipe_operator_reconcile_errors_total counter",
-                f"cryptopipe_operator_reconcile_errors_total {self.errors}",
-                "# HELP cryptopipe_operator_writes_total Writes to children and status.",
-                "# TYPE cryptopipe_operator_writes_total counter",
-                f"cryptopipe_operator_writes_total {self.writes()}",
-                "# HELP cryptopipe_operator_reconcile_duration_seconds Time per reconcile.",
-                "# TYPE cryptopipe_operator_reconcile_duration_seconds histogram",
-            ]
-            cumulative = 0
-            for bound, count in zip(BUCKETS, self._buckets, strict=True):
-                cumulative = count
-                lines.append(
-                    f'cryptopipe_operator_reconcile_duration_seconds_bucket{{le="{bound}"}} '
-                    f"{cumulative}"
-                )
-            lines += [
-                f'cryptopipe_operator_reconcile_duration_seconds_bucket{{le="+Inf"}} {self._count}',
-                f"cryptopipe_operator_reconcile_duration_seconds_sum {self._sum:.6f}",
-                f"cryptopipe_operator_reconcile_duration_seconds_count {self._count}",
-                "# HELP cryptopipe_operator_api_requests_total API requests by verb.",
-                "# TYPE cryptopipe_operator_api_requests_total counter",
-                *(
-                    f'cryptopipe_operator_api_requests_total{{verb="{k}"}} {v}'
-                    for k, v in sorted(self.requests().items())
-                ),
-                "# HELP cryptopipe_operator_leader Whether this replica holds the Lease.",
-                "# TYPE cryptopipe_operator_leader gauge",
-                f"cryptopipe_operator_leader {int(self.leader)}",
-            ]
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
 
 
 def serve(
     port: int, metrics: Metrics, alive: Callable[[], bool], ready: Callable[[], bool]
 ) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
+    """prometheus-client's exposition handler, plus /healthz and /readyz for the probes."""
+    probes = {
+        "/healthz": (alive, b"ok\n", b"unhealthy\n"),
+        "/readyz": (ready, b"ok\n", b"not ready\n"),
+    }
+
+    class Handler(MetricsHandler.factory(metrics.registry)):  # type: ignore[misc]
         def do_GET(self) -> None:
-            if self.path == "/metrics":
-                self._answer(200, metrics.render(), "text/plain; version=0.0.4")
-            elif self.path == "/healthz":
-                ok = alive()
-                self._answer(200 if ok else 503, "ok\n" if ok else "unhealthy\n")
-            elif self.path == "/readyz":
-                ok = ready()
-                self._answer(200 if ok else 503, "ok\n" if ok else "not ready\n")
-            else:
-                self._answer(404, "not found\n")
-
-        def _answer(self, code: int, text: str, kind: str = "text/plain") -> None:
-            data = text.encode()
-            self.send_response(code)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
+            if self.path not in probes:
+                super().do_GET()
+                return
+            check, good, bad = probes[self.path]
+            ok = check()
+            body = good if ok else bad
+            self.send_response(200 if ok else 503)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
+            self.wfile.write(body)
 
     server = ThreadingHTTPServer(("0.0.0.0", port), Handler)  # noqa: S104 - a pod's port
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
