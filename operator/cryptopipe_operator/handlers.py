@@ -62,7 +62,10 @@ class State:
 
 
 def post_event(kube: Kube, body: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
-    """A core/v1 Event about the pipeline (best effort: never fails a reconcile)."""
+    """A core/v1 Event about the pipeline (best effort: never fails a reconcile).
+
+    Posted directly, not through kopf's event API: reconciles also run on the resync thread,
+    outside kopf's handlers and before kopf starts, where kopf has no poster to queue for."""
     meta = body["metadata"]
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     event = {

@@ -12,9 +12,10 @@ import gspread
 import pytest
 from fakes.sheets_server import SheetsServer, service_account_file
 
+from cryptopipe_jobs.backoff import Backoff
 from cryptopipe_jobs.sinks.sheets import COLUMNS, SheetsWriter, is_retryable, worksheet_title
 from cryptopipe_jobs.sinks.sheets_client import open_spreadsheet
-from cryptopipe_jobs.sinks.sheets_outbox import Backoff, from_json, to_json
+from cryptopipe_jobs.sinks.sheets_outbox import from_json, to_json
 
 pytestmark = pytest.mark.unit
 SHEET_ID = "sheet-under-test"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fakes.binance_server import FakeBinance
 
+from cryptopipe_jobs.backoff import Backoff
 from cryptopipe_jobs.producer.binance_rest import (
     BinanceRest,
     BinanceRestError,
@@ -24,7 +25,6 @@ from cryptopipe_jobs.producer.binance_rest import (
 from cryptopipe_jobs.producer.binance_ws import (
     BinanceConfig,
     NoEvents,
-    backoff_delay,
     connection_groups,
     stream_trades,
 )
@@ -370,9 +370,9 @@ def test_rest_rows_become_the_same_trade_records() -> None:
 
 
 def test_backoff_grows_to_its_cap_with_jitter() -> None:
-    assert backoff_delay(0, 1.0, 60.0, lambda: 0.0) == 0.5
-    assert backoff_delay(3, 1.0, 60.0, lambda: 1.0) == 8.0
-    assert backoff_delay(40, 1.0, 60.0, lambda: 1.0) == 60.0
+    assert Backoff(1.0, 60.0, lambda: 0.0).delay(1) == 0.5
+    assert Backoff(1.0, 60.0, lambda: 1.0).delay(4) == 8.0
+    assert Backoff(1.0, 60.0, lambda: 1.0).delay(41) == 60.0
 
 
 def test_symbols_split_across_connections_within_limits() -> None:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cryptopipe_jobs.backoff import Backoff
 from cryptopipe_jobs.producer.frames import ParsedTrade, parse_frame
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class BinanceRest:
             failures += 1
             if failures > self.transient_retries:
                 raise BinanceRestError(None, f"gave up after {failures} tries: {outcome}")
-            await self._sleep(self.retry_base_s * 2 ** (failures - 1) * (0.5 + self._jitter() / 2))
+            await self._sleep(Backoff(self.retry_base_s, jitter=self._jitter).delay(failures))
 
     async def _attempt(self, url: str) -> HttpReply | str:
         """A success, or the text of a transient failure; waits out rate limits, raises on 4xx."""

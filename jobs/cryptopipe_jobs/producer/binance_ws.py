@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from cryptopipe_jobs.backoff import Backoff
 from cryptopipe_jobs.producer.binance_rest import (
     MAX_PAGE,
     BinanceRest,
@@ -133,12 +134,6 @@ _CATEGORIES = (
 
 def reason_category(reason: str) -> str:
     return next((label for phrase, label in _CATEGORIES if phrase in reason), "other")
-
-
-def backoff_delay(failures: int, base_s: float, max_s: float, rand: Callable[[], float]) -> float:
-    """Exponential with equal jitter: half the step is fixed, half random."""
-    step = min(max_s, base_s * 2.0 ** min(failures, 32))
-    return step / 2 + rand() * step / 2
 
 
 def stream_name(symbol: str) -> str:
@@ -333,10 +328,10 @@ class _StreamConnection:
         return new
 
     async def _pause(self) -> None:
-        delay = backoff_delay(
-            self.failures, self.config.backoff_base_s, self.config.backoff_max_s, self.rand
-        )
         self.failures += 1
+        delay = Backoff(self.config.backoff_base_s, self.config.backoff_max_s, self.rand).delay(
+            self.failures
+        )
         await asyncio.sleep(delay)
 
     async def _close(self, ws: ClientConnection) -> None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import random
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from cryptopipe_jobs.backoff import Backoff
 from cryptopipe_jobs.sinks.hadoop_fs import HadoopFs
 from cryptopipe_jobs.sinks.sheets import is_retryable
 
@@ -80,17 +80,6 @@ class SyncStats:
     consecutive_failures: int = 0
 
 
-@dataclass
-class Backoff:
-    initial: float = 1.0
-    maximum: float = 60.0
-    jitter: Callable[[], float] = field(default=random.random)
-
-    def delay(self, failures: int) -> float:
-        base = min(self.maximum, self.initial * 2 ** max(0, failures - 1))
-        return float(base * (0.5 + self.jitter() / 2))
-
-
 class SheetsSync:
     """Drains the outbox into Sheets on its own thread; `notify()` after each batch."""
 
@@ -104,7 +93,7 @@ class SheetsSync:
         self._outbox = outbox
         self._connect = connect
         self._writer: Upserter | None = None
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or Backoff(initial=1.0, maximum=60.0)
         self._on_stats = on_stats
         self.stats = SyncStats()
         self._wake = threading.Event()
