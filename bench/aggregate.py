@@ -43,7 +43,6 @@ import os
 import platform
 import random
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -52,28 +51,26 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cryptopipe_jobs.aggregate import main as aggregate_main
+from cryptopipe_jobs.aggregate import pipeline
+from cryptopipe_jobs.aggregate import trades as trade_source
+from cryptopipe_jobs.aggregate.durations import spark_delay, to_millis
+from cryptopipe_jobs.sinks.batch_writer import BatchWriter
+from cryptopipe_jobs.sinks.hadoop_fs import HadoopFs
+from cryptopipe_jobs.spark_session import SparkSettings, create_session
+from cryptopipe_schemas import topics
+from cryptopipe_schemas.avro_schemas import SchemaName
+from cryptopipe_schemas.codec import decode, encode, encode_key
+from cryptopipe_schemas.registry import SchemaIds
+from cryptopipe_schemas.spec import parse_spec
+from cryptopipe_testbed.components import BY_NAME
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer  # noqa: E402
-from kafka.admin import NewTopic  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-
-from cryptopipe_jobs.aggregate import main as aggregate_main  # noqa: E402
-from cryptopipe_jobs.aggregate import pipeline  # noqa: E402
-from cryptopipe_jobs.aggregate import trades as trade_source  # noqa: E402
-from cryptopipe_jobs.aggregate.durations import spark_delay, to_millis  # noqa: E402
-from cryptopipe_jobs.sinks.batch_writer import BatchWriter  # noqa: E402
-from cryptopipe_jobs.sinks.hadoop_fs import HadoopFs  # noqa: E402
-from cryptopipe_jobs.spark_session import SparkSettings, create_session  # noqa: E402
-from cryptopipe_schemas import topics  # noqa: E402
-from cryptopipe_schemas.avro_schemas import SchemaName  # noqa: E402
-from cryptopipe_schemas.codec import decode, encode, encode_key  # noqa: E402
-from cryptopipe_schemas.registry import SchemaIds  # noqa: E402
-from cryptopipe_schemas.spec import parse_spec  # noqa: E402
-from cryptopipe_testbed.components import BY_NAME  # noqa: E402
-
 RESULTS = ROOT / "bench" / "results" / "aggregate.json"
 INTERVALS = ["1s", "1m"]
 WATERMARK = "2s"

@@ -17,22 +17,19 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from cryptopipe_jobs.spark_session import (  # noqa: E402
+from cryptopipe_jobs.spark_session import (
     SparkSettings,
     create_session,
     hdfs_client_config,
 )
-from cryptopipe_testbed.components import BY_NAME  # noqa: E402
+from cryptopipe_testbed.components import BY_NAME
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "hdfs_close.json"
 PAYLOAD = bytearray(b"x" * 1024)
 

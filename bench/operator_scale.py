@@ -18,26 +18,17 @@ pipelines).
     uv run python bench/operator_scale.py [--pipelines N]
 """
 
-# ruff: noqa: E402 - the import path is fixed first (below), then everything is imported
-
 from __future__ import annotations
-
-import os
-import sys
-
-# This file is named like the standard library's `operator`: keep its folder off the import
-# path, or `import collections` (which imports `operator`) would import this script instead.
-# (os.path, not pathlib: pathlib itself imports `operator`.)
-_HERE = os.path.realpath(os.path.dirname(__file__))  # noqa: PTH120
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]
 
 import argparse
 import json
+import os
 import platform
 import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -49,9 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 
 from cryptopipe_operator import children
 from cryptopipe_operator.children.common import MANAGED_BY, PIPELINE_LABEL, Pipeline
@@ -67,6 +55,7 @@ from cryptopipe_testbed.components.kube import (
     wait_established,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "operator.json"
 CHART = ROOT / "charts" / "cryptopipe-operator"
 SPARK_OPERATOR_PER_MINUTE = 150.0  # Kubeflow spark-operator's published figure

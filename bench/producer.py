@@ -19,24 +19,21 @@ import platform
 import random
 import re
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+
+from cryptopipe_jobs.producer.frames import ParsedTrade, parse_frame
+from cryptopipe_jobs.producer.kafka_sink import KafkaTradeSink, create_transactional
+from cryptopipe_jobs.producer.transactions import DEFAULT_COMMIT_INTERVAL
+from cryptopipe_schemas.avro_schemas import SchemaName
+from cryptopipe_schemas.codec import encode
+from cryptopipe_testbed.components.kafka import Kafka
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from kafka import KafkaAdminClient  # noqa: E402
-from kafka.admin import NewTopic  # noqa: E402
-
-from cryptopipe_jobs.producer.frames import ParsedTrade, parse_frame  # noqa: E402
-from cryptopipe_jobs.producer.kafka_sink import KafkaTradeSink, create_transactional  # noqa: E402
-from cryptopipe_jobs.producer.transactions import DEFAULT_COMMIT_INTERVAL  # noqa: E402
-from cryptopipe_schemas.avro_schemas import SchemaName  # noqa: E402
-from cryptopipe_schemas.codec import encode  # noqa: E402
-from cryptopipe_testbed.components.kafka import Kafka  # noqa: E402
-
 RESULTS = ROOT / "bench" / "results" / "producer.json"
 SYMBOL = "BTCUSDT"
 
