@@ -1,4 +1,4 @@
-"""Kafka topic names, per symbol and kind, in one place (DESIGN.md, "Contracts")."""
+"""Kafka topic names, per symbol and kind, in one place (docs/architecture.md, "Contracts")."""
 
 from __future__ import annotations
 

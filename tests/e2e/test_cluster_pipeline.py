@@ -1,4 +1,4 @@
-"""The whole pipeline in real pods, as the README's cluster section tells a user, on the test
+"""The whole pipeline in real pods, as docs/cluster.md tells a user, on the test
 bed's real node: from `kubectl apply` of one CryptoPipeline to forecasts on the dashboard.
 
 The platform chart (HDFS, Hive metastore, PostgreSQL; Kafka `external`: the test bed's broker

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
 BASE_DOCKERFILES = sorted((ROOT / "images" / "bases").glob("*/Dockerfile"))
-OCI_LABELS = ("title", "description", "version", "source", "licenses")
+OCI_LABELS = ("title", "description", "version", "licenses")
 HADOLINT = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
 
 
