@@ -39,7 +39,10 @@ DEBIAN_SUITE = "bookworm"
 DEBIAN_BASE = f"localhost/debian:{DEBIAN_SUITE}"
 PYTHON_BASE = "localhost/cryptopipe/python-base:3.11"
 JAVA_BASE = "localhost/cryptopipe/java-base:17"
-BASES = {"python": PYTHON_BASE, "java": JAVA_BASE}
+PYTHON_APP_BASE = "localhost/cryptopipe/python-app:3.11"
+# images/bases/<kind> -> its tag, in build order; each is built on DEBIAN_BASE unless named here.
+BASES = {"python": PYTHON_BASE, "java": JAVA_BASE, "python-app": PYTHON_APP_BASE}
+BASE_OF = {"python-app": PYTHON_BASE}
 DEFAULT_REGISTRY = "localhost"
 # Where RUN steps see the host's CA bundle (build time only): a path inside the build container.
 BUILD_CA_DIR = "/tmp/build-ca"  # noqa: S108
@@ -70,16 +73,16 @@ def _hive_extra_lib() -> Path:
 
 
 IMAGES: tuple[ImageSpec, ...] = (
-    ImageSpec("operator", "python", ("schemas", "operator")),
-    ImageSpec("producer", "python", ("schemas", "jobs")),
+    ImageSpec("operator", "python-app", ("schemas", "operator")),
+    ImageSpec("producer", "python-app", ("schemas", "jobs")),
     ImageSpec(
         "spark",
-        "python",
+        "python-app",
         ("schemas", "jobs", "hive"),
         {"images/spark/jars": lambda: spark.jars_dir()},
     ),
-    ImageSpec("trainer", "python", ("schemas", "model", "jobs")),
-    ImageSpec("dashboard", "python", ("schemas", "dashboard")),
+    ImageSpec("trainer", "python-app", ("schemas", "model", "jobs")),
+    ImageSpec("dashboard", "python-app", ("schemas", "dashboard")),
     ImageSpec("hadoop", "java", jars={"images/hadoop/lib": lambda: hdfs.hadoop_lib()}),
     ImageSpec(
         "hive-metastore",
@@ -304,8 +307,9 @@ def build_bases() -> None:
     build_debian_base()
     for kind, tag in BASES.items():
         folder = paths.REPO_ROOT / "images" / "bases" / kind
+        base = BASE_OF.get(kind, DEBIAN_BASE)
         build = functools.partial(
-            _podman_build, folder / "Dockerfile", folder, tag, {"BASE_IMAGE": DEBIAN_BASE}
+            _podman_build, folder / "Dockerfile", folder, tag, {"BASE_IMAGE": base}
         )
         _timed(f"base {tag}", build)
 
