@@ -308,56 +308,50 @@ def _wait_gone(token: str, seconds: float = 90) -> dict[int, str]:
     return left
 
 
+def _ctrl_c(proc: subprocess.Popen[bytes], token: str) -> None:
+    """A terminal's Ctrl-C: the whole group, tee too (the runner's next line then hits EPIPE)."""
+    os.killpg(proc.pid, signal.SIGINT)
+
+
+def _sigkill_runner(proc: subprocess.Popen[bytes], token: str) -> None:
+    """SIGKILL of the Python runner alone (not the `uv run` in front): none of its code runs."""
+    (runner,) = [
+        pid
+        for pid, line in _marked(token).items()
+        if "local.run" in line and Path(line.split()[0]).name.startswith("python")
+    ]
+    os.kill(runner, signal.SIGKILL)
+
+
 @pytest.mark.timeout(600)
-def test_ctrl_c_with_the_output_piped_into_tee_leaves_nothing(
-    spark_env: dict[str, str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("output", "stop"),
+    [("| tee {log}", _ctrl_c), ("> {log} 2>&1", _sigkill_runner)],
+    ids=["ctrl-c-piped-into-tee", "sigkill-of-the-runner"],
+)
+def test_a_run_stopped_once_spark_runs_leaves_nothing(
+    spark_env: dict[str, str],
+    tmp_path: Path,
+    output: str,
+    stop: Callable[[subprocess.Popen[bytes], str], None],
 ) -> None:
     symbol = f"BTC{uuid.uuid4().hex[:10].upper()}"
     token = uuid.uuid4().hex
     log = tmp_path / "run.log"
-    command = _run_local(symbol, tmp_path / "state", _free_port())
-    pipeline = f"{shlex.join(command)} 2>&1 | tee {shlex.quote(str(log))}"
+    command = shlex.join(_run_local(symbol, tmp_path / "state", _free_port()))
+    redirected = f"{command} 2>&1 {output.format(log=shlex.quote(str(log)))}"
     proc = subprocess.Popen(
-        ["bash", "-c", pipeline],
+        ["bash", "-c", redirected],
         stdout=subprocess.DEVNULL,
         env={**os.environ, MARK: token},
-        start_new_session=True,  # bash, the runner and tee: one process group, as in a terminal
+        start_new_session=True,  # bash, the runner (and tee): one process group, as in a terminal
     )
     try:
         _wait_marked(token, "a Spark JVM of the run", _spark_running)
-        os.killpg(proc.pid, signal.SIGINT)  # tee dies of it; the runner's next line hits EPIPE
+        stop(proc, token)
         proc.wait(timeout=120)
         left = _wait_gone(token)
-        assert not left, f"processes left after Ctrl-C into a pipe: {left}\n{log.read_text()}"
-    finally:
-        _stop(proc, token)
-        _remove_run_data(spark_env, symbol, tmp_path)
-
-
-@pytest.mark.timeout(600)
-def test_sigkill_of_the_runner_leaves_nothing(spark_env: dict[str, str], tmp_path: Path) -> None:
-    symbol = f"BTC{uuid.uuid4().hex[:10].upper()}"
-    token = uuid.uuid4().hex
-    log = tmp_path / "run.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            _run_local(symbol, tmp_path / "state", _free_port()),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, MARK: token},
-            start_new_session=True,
-        )
-    try:
-        _wait_marked(token, "a Spark JVM of the run", _spark_running)
-        (runner,) = [  # the Python runner, not the `uv run` in front of it
-            pid
-            for pid, line in _marked(token).items()
-            if "local.run" in line and Path(line.split()[0]).name.startswith("python")
-        ]
-        os.kill(runner, signal.SIGKILL)  # no clean-up code of the runner's can run
-        proc.wait(timeout=60)
-        left = _wait_gone(token)
-        assert not left, f"processes left after SIGKILL of the runner: {left}\n{log.read_text()}"
+        assert not left, f"processes left: {left}\n{log.read_text()}"
     finally:
         _stop(proc, token)
         _remove_run_data(spark_env, symbol, tmp_path)
