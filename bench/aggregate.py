@@ -59,13 +59,13 @@ from pyspark.sql import functions as F
 from cryptopipe_jobs.aggregate import main as aggregate_main
 from cryptopipe_jobs.aggregate import pipeline
 from cryptopipe_jobs.aggregate import trades as trade_source
-from cryptopipe_jobs.aggregate.durations import spark_delay, to_millis
 from cryptopipe_jobs.sinks.batch_writer import BatchWriter
 from cryptopipe_jobs.sinks.hadoop_fs import HadoopFs
 from cryptopipe_jobs.spark_session import SparkSettings, create_session
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.avro_schemas import SchemaName
 from cryptopipe_schemas.codec import decode, encode, encode_key
+from cryptopipe_schemas.durations import parse_duration
 from cryptopipe_schemas.registry import SchemaIds
 from cryptopipe_schemas.spec import parse_spec
 from cryptopipe_testbed.components import BY_NAME
@@ -231,7 +231,7 @@ def lightest_aggregation(raw: DataFrame) -> DataFrame:
     """Trades per symbol and 1-second window (count, summed quantity), final at the watermark."""
     return (
         decoded_valid_trades(raw)
-        .withWatermark("event_time", spark_delay(WATERMARK))
+        .withWatermark("event_time", pipeline.spark_delay(WATERMARK))
         .groupBy("symbol", F.window("event_time", "1 second"))
         .agg(F.count(F.lit(1)).alias("trades"), F.sum("quantity").alias("quantity"))
     )
@@ -377,7 +377,7 @@ def measure_latency(
     progress = list(query.recentProgress)
     query.stop()
     consumed = consume(bootstrap, topics.candles("1s", symbol))
-    delay = to_millis(WATERMARK)
+    delay = parse_duration(WATERMARK)
     samples = [
         ms - (int(record["window_end"].timestamp() * 1000) + delay)
         for record, ms in consumed

@@ -23,11 +23,11 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from pyspark.sql import SparkSession
 
-from cryptopipe_jobs.aggregate.durations import to_millis
 from cryptopipe_jobs.sinks.hadoop_fs import HadoopFs
 from cryptopipe_schemas import topics
-from cryptopipe_schemas.avro_schemas import SchemaName
+from cryptopipe_schemas.avro_schemas import SchemaName, schema_json
 from cryptopipe_schemas.codec import decode, encode, encode_key
+from cryptopipe_schemas.durations import parse_duration, parse_interval
 
 T0_MS = 1_764_446_400_000  # 2025-11-29T20:00:00Z
 
@@ -195,7 +195,7 @@ class Reference:
 
 
 def reference(stream: TradeStream, intervals: Sequence[str], watermark: str) -> Reference:
-    delay = to_millis(watermark)
+    delay = parse_duration(watermark)
     watermark_ms, max_seen, late, kept = 0, 0, 0, []
     for batch in stream.phases:
         frame = pd.DataFrame(batch)
@@ -208,7 +208,7 @@ def reference(stream: TradeStream, intervals: Sequence[str], watermark: str) -> 
     trades = pd.concat(kept).drop_duplicates(["symbol", "trade_id", "ms"])
     rows = []
     for interval in intervals:
-        length = to_millis(interval)
+        length = parse_interval(interval)
         framed = trades.assign(start=trades["ms"] - trades["ms"] % length)
         for (symbol, start), group in framed.groupby(["symbol", "start"]):
             if start + length > watermark_ms:
@@ -244,17 +244,13 @@ def reference(stream: TradeStream, intervals: Sequence[str], watermark: str) -> 
     return Reference(pd.DataFrame(rows), late, watermark_ms)
 
 
-NUMERIC = (
-    "open",
-    "high",
-    "low",
-    "close",
-    "base_volume",
-    "quote_volume",
-    "vwap",
-    "taker_buy_volume",
-    "taker_sell_volume",
-    "realized_volatility",
+def is_double(avro_type: Any) -> bool:
+    return avro_type == "double" or (isinstance(avro_type, list) and "double" in avro_type)
+
+
+# The Candle's figures, compared within a tolerance: its double fields, nullable or not.
+NUMERIC = tuple(
+    entry["name"] for entry in schema_json(SchemaName.CANDLE)["fields"] if is_double(entry["type"])
 )
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from cryptopipe_schemas.flags import entry_parser
+
 
 @dataclass(frozen=True)
 class DashboardConfig:
@@ -43,14 +45,39 @@ def from_mapping(data: dict[str, Any], base: DashboardConfig | None = None) -> D
     return replace(base or DashboardConfig(), **values)
 
 
+_DEFAULTS = DashboardConfig()
+FLAG_HELP = {
+    "kafka_bootstrap": f"Kafka bootstrap servers (default: {_DEFAULTS.kafka_bootstrap})",
+    "symbols": f"comma-separated symbols (default: {','.join(_DEFAULTS.symbols)})",
+    "intervals": f"comma-separated candle intervals (default: {','.join(_DEFAULTS.intervals)})",
+    "registry": "model registry: a local folder, or a WebHDFS URL ending in the folder",
+    "namespace": "where CryptoPipelines live (default: none, local mode without Kubernetes)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = entry_parser(
+        __package__,
+        "cryptopipe-dashboard",
+        "The Streamlit dashboard's flags (after `streamlit run app.py --`).",
+    )
+    parser.add_argument(
+        "--config", type=Path, help="YAML file of these settings, read first; flags win"
+    )
+    for name, text in FLAG_HELP.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=text)
+    parser.add_argument(
+        "--refresh-seconds",
+        dest="refresh_seconds",
+        type=float,
+        help=f"seconds between refreshes (default: {_DEFAULTS.refresh_seconds})",
+    )
+    return parser
+
+
 def parse(argv: Sequence[str]) -> DashboardConfig:
     """Flags after `streamlit run app.py --`; a `--config FILE` is read first, flags win."""
-    parser = argparse.ArgumentParser(prog="cryptopipe-dashboard")
-    parser.add_argument("--config", type=Path)
-    for name in ("kafka_bootstrap", "symbols", "intervals", "registry", "namespace"):
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name)
-    parser.add_argument("--refresh-seconds", dest="refresh_seconds", type=float)
-    args = parser.parse_args(list(argv))
+    args = build_parser().parse_args(list(argv))
     config = DashboardConfig()
     if args.config is not None:
         loaded = yaml.safe_load(args.config.read_text()) or {}

@@ -21,19 +21,16 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from cryptopipe_schemas.avro_schemas import CANDLE_FIELDS
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+# The Candle fields the features read, in the schema's order: the window's start, then its
+# prices, volumes and VWAP through its trade count.
 CANDLE_COLUMNS = (
     "window_start",
-    "open",
-    "high",
-    "low",
-    "close",
-    "base_volume",
-    "quote_volume",
-    "vwap",
-    "trade_count",
+    *CANDLE_FIELDS[CANDLE_FIELDS.index("open") : CANDLE_FIELDS.index("trade_count") + 1],
 )
 FEATURE_COLUMNS = (
     "log_return",

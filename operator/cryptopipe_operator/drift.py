@@ -7,33 +7,23 @@ managers' fields are not drift. Quantities compare by value (`1Gi` == `1024Mi`).
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-_QUANTITY = re.compile(r"^([+-]?[0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-_FACTORS = {
-    "": Decimal(1), "m": Decimal("0.001"),
-    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9,
-    "T": Decimal(10) ** 12, "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30,
-    "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
-}  # fmt: skip
+from cryptopipe_schemas.quantities import parse_quantity
 
 
 def quantity(value: Any) -> Decimal | None:
+    """A quantity's value, from a number or a string such as `1Gi`; None for anything else."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
         return Decimal(str(value))
     if not isinstance(value, str):
         return None
-    match = _QUANTITY.match(value)
-    if not match:
-        return None
     try:
-        return Decimal(match.group(1)) * _FACTORS[match.group(2) or ""]
-    except InvalidOperation:
+        return parse_quantity(value)
+    except ValueError:
         return None
 
 

@@ -20,12 +20,13 @@ from cryptopipe_operator.handlers import State, register, resync_forever
 from cryptopipe_operator.kube import Kube, load_api_client
 from cryptopipe_operator.leader import LeaderElection
 from cryptopipe_operator.metrics import Metrics, serve
+from cryptopipe_schemas.flags import add_log_level, entry_parser
 
 log = logging.getLogger("cryptopipe_operator")
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="cryptopipe-operator", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = entry_parser(__package__, "cryptopipe-operator", __doc__)
     parser.add_argument("--config", type=Path, help="platform configuration (YAML)")
     parser.add_argument("--kubeconfig", help="default: in-cluster, then ~/.kube/config")
     parser.add_argument(
@@ -39,16 +40,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=os.environ.get("POD_NAMESPACE", "default"),
         help="where the Lease lives (the chart passes the release namespace)",
     )
-    parser.add_argument("--lease-name", default="cryptopipe-operator")
-    parser.add_argument("--identity", default=os.environ.get("POD_NAME") or socket.gethostname())
-    parser.add_argument("--metrics-port", type=int, default=8080)
+    parser.add_argument(
+        "--lease-name", default="cryptopipe-operator", help="the Lease of the leader election"
+    )
+    parser.add_argument(
+        "--identity",
+        default=os.environ.get("POD_NAME") or socket.gethostname(),
+        help="this replica's name in the Lease (POD_NAME, else the host name)",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=8080, help="Prometheus metrics and health probes"
+    )
     parser.add_argument("--resync-seconds", type=float, help="override the config's resync period")
-    parser.add_argument("--log-level", default="INFO")
-    return parser.parse_args(argv)
+    add_log_level(parser)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
     config = load_config(args.config, args.operator_namespace)
     if args.resync_seconds:

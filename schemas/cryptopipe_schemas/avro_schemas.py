@@ -30,6 +30,15 @@ def schema_json(name: SchemaName) -> dict[str, Any]:
     return loaded
 
 
+def field_names(name: SchemaName) -> tuple[str, ...]:
+    """A record's field names, in the schema's order."""
+    return tuple(field["name"] for field in schema_json(name)["fields"])
+
+
+# The Candle record's fields, in the schema's order: the columns every candle sink writes.
+CANDLE_FIELDS = field_names(SchemaName.CANDLE)
+
+
 @cache
 def parsed_schema(name: SchemaName) -> Any:
     return parse_schema(schema_json(name))

@@ -97,11 +97,12 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-def _field_schema(annotation: Any, metadata: Any, path: str) -> dict[str, Any]:
+def _field_schema(annotation: Any, metadata: Any, path: str, default: Any) -> dict[str, Any]:
     kind, _ = optional_inner(annotation)
     schema: dict[str, Any] = {"description": metadata["doc"]}
     if dataclasses.is_dataclass(kind):
-        schema.update(_object_schema(kind, path))  # type: ignore[arg-type]
+        defaults = default if dataclasses.is_dataclass(default) else None
+        schema.update(_object_schema(kind, path, defaults))  # type: ignore[arg-type]
         schema["description"] = metadata["doc"]
         return schema
     if typing.get_origin(kind) is list:
@@ -129,20 +130,24 @@ def _field_schema(annotation: Any, metadata: Any, path: str) -> dict[str, Any]:
     return schema
 
 
-def _object_schema(cls: type, path: str) -> dict[str, Any]:
+def _object_schema(cls: type, path: str, defaults: Any = None) -> dict[str, Any]:
+    """`defaults`: the object this one defaults to as a whole, when it is a field's default
+    object: its values become its fields' defaults, so that they apply field by field (a
+    trainer given only memory keeps the trainer's cpu, not ComponentResources')."""
     hints = typing.get_type_hints(cls)
     properties: dict[str, Any] = {}
     required: list[str] = []
     for field in dataclasses.fields(cls):
         key = camel(field.name)
         child_path = f"{path}.{key}" if path else key
-        schema = _field_schema(hints[field.name], field.metadata, child_path)
-        if field.default is not dataclasses.MISSING and field.default is not None:
-            if dataclasses.is_dataclass(field.default):
+        default = field.default if defaults is None else getattr(defaults, field.name)
+        schema = _field_schema(hints[field.name], field.metadata, child_path, default)
+        if default is not dataclasses.MISSING and default is not None:
+            if dataclasses.is_dataclass(default):
                 # The whole nested default: Resources' members differ from their class defaults.
-                schema["default"] = _without_nulls(to_mapping(field.default))
+                schema["default"] = _without_nulls(to_mapping(default))
             else:
-                schema["default"] = _default(field.default)
+                schema["default"] = _default(default)
         elif field.default_factory is not dataclasses.MISSING:
             schema["default"] = field.default_factory()
         elif field.default is dataclasses.MISSING:

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from cryptopipe_schemas.durations import WATERMARK_UNITS, duration_pattern
+from cryptopipe_schemas.quantities import QUANTITY_PATTERN
 from cryptopipe_schemas.topics import INTERVAL_PATTERN, SYMBOL_PATTERN
 
-DURATION_PATTERN = r"^[1-9][0-9]*(ms|s|m|h)$"
+# The watermark in the grammar of durations.parse_duration, up to hours.
+DURATION_PATTERN = duration_pattern(WATERMARK_UNITS)
 CRON_PATTERN = r"^(\S+\s+){4}\S+$"
-QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
 # Bounds on every string and list: the CRD carries them too, so that its CEL rules fit the API
 # server's cost budget (an unbounded list of unbounded strings makes `exists` too costly).
 MAX_STRING = 253
@@ -243,7 +245,19 @@ def _scalar(
     return value
 
 
-def _build(cls: type[T], data: Any, path: str, problems: list[str]) -> T | None:
+def _nested_default(spec: dataclasses.Field[Any], defaults: Any) -> Any:
+    """What a nested object's absent fields default to: the enclosing default object's value."""
+    if defaults is not None:
+        return getattr(defaults, spec.name)
+    return None if spec.default is dataclasses.MISSING else spec.default
+
+
+def _build(
+    cls: type[T], data: Any, path: str, problems: list[str], defaults: T | None = None
+) -> T | None:
+    """`cls` from a mapping. Absent fields take their value in `defaults` (the field's default
+    object) when there is one, so that `resources.trainer` given in part keeps the trainer's
+    defaults, not ComponentResources', for the rest: defaults apply field by field."""
     if not isinstance(data, Mapping):
         problems.append(f"{path or 'spec'}: must be an object, not {data!r}")
         return None
@@ -258,17 +272,33 @@ def _build(cls: type[T], data: Any, path: str, problems: list[str]) -> T | None:
     for key, spec in fields.items():
         where = f"{path}{'.' if path else ''}{key}"
         if key not in data:
-            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+            if defaults is not None:
+                values[spec.name] = getattr(defaults, spec.name)
+            elif (
+                spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+            ):
                 problems.append(f"{where}: is required ({spec.metadata['doc'].rstrip('.')})")
             continue
-        values[spec.name] = _value(hints[spec.name], data[key], where, spec.metadata, problems)
+        values[spec.name] = _value(
+            hints[spec.name],
+            data[key],
+            where,
+            spec.metadata,
+            problems,
+            _nested_default(spec, defaults),
+        )
     if problems:
         return None
     return cls(**values)
 
 
 def _value(
-    annotation: Any, value: Any, path: str, rules: Mapping[str, Any], problems: list[str]
+    annotation: Any,
+    value: Any,
+    path: str,
+    rules: Mapping[str, Any],
+    problems: list[str],
+    default: Any = None,
 ) -> Any:
     kind, optional = optional_inner(annotation)
     if value is None:
@@ -277,7 +307,8 @@ def _value(
         return None
     if dataclasses.is_dataclass(kind):
         nested: list[str] = []
-        built = _build(kind, value, path, nested)  # type: ignore[arg-type]
+        defaults = default if isinstance(default, kind) else None  # type: ignore[arg-type]
+        built = _build(kind, value, path, nested, defaults)  # type: ignore[arg-type]
         problems.extend(nested)
         return built
     if typing.get_origin(kind) is list:

@@ -29,9 +29,9 @@ from fakes.binance_server import FakeBinance
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka_support import read_topic
 
+from cryptopipe_jobs.kafka_io import TopicSettings, ensure_topics
 from cryptopipe_jobs.producer import replay
 from cryptopipe_jobs.producer.committed import CommittedRecords
-from cryptopipe_jobs.producer.kafka_sink import TopicSettings, ensure_topics
 from cryptopipe_jobs.producer.recorded import load_embedded
 from cryptopipe_jobs.producer.resume import last_trades
 from cryptopipe_schemas import topics

@@ -14,8 +14,8 @@ from aggregate_support import mismatches, random_stream, reference
 from pyspark.sql import DataFrame, SparkSession
 
 from cryptopipe_jobs.aggregate import candles, pipeline
-from cryptopipe_jobs.aggregate.durations import spark_delay, to_millis
 from cryptopipe_jobs.spark_session import SparkSettings, create_session
+from cryptopipe_schemas.avro_schemas import CANDLE_FIELDS
 
 pytestmark = pytest.mark.unit
 
@@ -53,7 +53,7 @@ def aggregate(
     """The job's plan (base windows, then every interval) on a batch of trades."""
     frame: DataFrame = spark.createDataFrame(rows, SCHEMA)
     result = pipeline.candle_stream(frame, pipeline.AggregateSettings(list(intervals), "1s"))
-    assert tuple(result.columns) == candles.CANDLE_FIELDS
+    assert tuple(result.columns) == CANDLE_FIELDS
     return [row.asDict() for row in result.orderBy("interval", "window_start").collect()]
 
 
@@ -170,18 +170,10 @@ def test_windows_are_aligned_to_the_epoch_with_exclusive_ends(local_spark: Spark
     assert [c["trade_count"] for c in five_minutes] == [3, 1]
 
 
-def test_durations() -> None:
-    assert [to_millis(text) for text in ("500ms", "30s", "1m", "5m", "1h", "1d")] == [
-        500,
-        30_000,
-        60_000,
-        300_000,
-        3_600_000,
-        86_400_000,
-    ]
-    assert spark_delay("30s") == "30000 milliseconds"
+def test_watermark_delay() -> None:
+    assert pipeline.spark_delay("30s") == "30000 milliseconds"
     with pytest.raises(ValueError, match="not a duration"):
-        to_millis("0s")
+        pipeline.spark_delay("0s")
 
 
 def test_candles_reach_kafka_in_window_order_per_key(local_spark: SparkSession) -> None:

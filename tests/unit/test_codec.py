@@ -13,8 +13,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cryptopipe_schemas import topics
-from cryptopipe_schemas.avro_schemas import SchemaName, schema_id, schema_json
+from cryptopipe_schemas.avro_schemas import (
+    CANDLE_FIELDS,
+    SchemaName,
+    field_names,
+    schema_id,
+    schema_json,
+)
 from cryptopipe_schemas.codec import DecodeError, decode, encode, encode_key
+from cryptopipe_schemas.records import TradeRecord
 
 pytestmark = pytest.mark.unit
 
@@ -35,6 +42,12 @@ def _trade(**overrides: object) -> dict[str, object]:
     }
     trade.update(overrides)
     return trade
+
+
+def test_record_types_follow_the_schemas() -> None:
+    assert tuple(TradeRecord.__annotations__) == field_names(SchemaName.TRADE)
+    candle = schema_json(SchemaName.CANDLE)["fields"]
+    assert tuple(entry["name"] for entry in candle) == CANDLE_FIELDS
 
 
 def test_trade_round_trip_keeps_exchange_precision() -> None:

@@ -75,6 +75,13 @@ def test_schema_defaults_give_the_models_defaults() -> None:
     assert parse_spec(defaulted) == parse_spec({"symbol": "BTCUSDT"})
 
 
+def test_schema_defaults_apply_field_by_field() -> None:
+    document = {"symbol": "BTCUSDT", "resources": {"trainer": {"memory": "4Gi"}}}
+    defaulted = _apply_defaults(SCHEMA, document)
+    assert defaulted["resources"]["trainer"] == {"cpu": "1", "memory": "4Gi"}
+    assert parse_spec(defaulted) == parse_spec(document)
+
+
 def test_cross_field_rules_sit_on_existing_objects() -> None:
     fields = _schema_fields(SCHEMA)
     for path in CEL_RULES:

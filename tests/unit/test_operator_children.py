@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from cryptopipe_dashboard.config import parse as parse_dashboard_flags
-from cryptopipe_jobs.aggregate.main import parse_args as parse_aggregate_args
-from cryptopipe_jobs.predict.main import parse_args as parse_predict_args
-from cryptopipe_jobs.producer.main import parse_args as parse_producer_args
-from cryptopipe_jobs.train.main import parse_args as parse_train_args
+from cryptopipe_jobs.aggregate.main import build_parser as aggregate_parser
+from cryptopipe_jobs.predict.main import build_parser as predict_parser
+from cryptopipe_jobs.producer.main import build_parser as producer_parser
+from cryptopipe_jobs.train.main import build_parser as train_parser
 from cryptopipe_operator import children
 from cryptopipe_operator.children import aggregator, configmap, kafka_topics, training
 from cryptopipe_operator.children.common import CONFIG_HASH, MAX_CHILD_NAME, Pipeline
@@ -271,15 +271,16 @@ def test_every_entry_point_accepts_the_arguments_its_builder_passes() -> None:
     objs = children.desired(pipeline({"dashboard": {"enabled": True}}), CONFIG)
     containers = containers_by_name(objs)
     parsers = {
-        "producer": ("cryptopipe-producer", parse_producer_args),
-        "trainer": ("cryptopipe-train", parse_train_args),
-        "predictor": ("cryptopipe-predict", parse_predict_args),
+        "producer": ("cryptopipe-producer", producer_parser),
+        "trainer": ("cryptopipe-train", train_parser),
+        "predictor": ("cryptopipe-predict", predict_parser),
     }
-    for name, (command, parse) in parsers.items():
+    for name, (command, parser) in parsers.items():
         assert containers[name]["command"] == [command]
-        parse(containers[name]["args"])  # argparse exits on an unknown or missing argument
+        # argparse exits on an unknown or missing argument
+        parser().parse_args(containers[name]["args"])
     (app,) = by_kind(objs)["SparkApplication"]
-    parse_aggregate_args(app["spec"]["arguments"])
+    aggregate_parser().parse_args(app["spec"]["arguments"])
     predictor = containers["predictor"]["args"]
     assert predictor[predictor.index("--webhdfs-url") + 1] == CONFIG.storage.webhdfs_url
     dashboard = containers["dashboard"]

@@ -24,10 +24,10 @@ Builder = Callable[..., list[str]]
 Parser = Callable[[Sequence[str] | None], Any]
 
 CONTRACTS: list[tuple[str, Builder, Parser]] = [
-    ("producer", producer.args, producer_main.parse_args),
-    ("aggregator", aggregator.args, aggregate_main.parse_args),
-    ("training", training.args, train_main.parse_args),
-    ("predictor", predictor.args, predict_main.parse_args),
+    ("producer", producer.args, producer_main.build_parser().parse_args),
+    ("aggregator", aggregator.args, aggregate_main.build_parser().parse_args),
+    ("training", training.args, train_main.build_parser().parse_args),
+    ("predictor", predictor.args, predict_main.build_parser().parse_args),
 ]
 
 
@@ -44,5 +44,5 @@ def test_the_program_accepts_what_the_operator_passes(
 
 
 def test_the_spark_application_leaves_the_master_to_spark_submit() -> None:
-    parsed = aggregate_main.parse_args(aggregator.args(pipeline(), CONFIG))
+    parsed = aggregate_main.build_parser().parse_args(aggregator.args(pipeline(), CONFIG))
     assert parsed.master == "submit"

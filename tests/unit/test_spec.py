@@ -123,3 +123,13 @@ def test_strings_and_lists_have_the_crds_bounds() -> None:
     many = [f"{minutes}m" for minutes in range(1, 18)]
     problems = _problems({"symbol": "BTCUSDT", "intervals": [*many, "1h"]})
     assert "intervals: has more than 16 items" in problems
+
+
+def test_component_resources_default_field_by_field() -> None:
+    defaults = parse_spec({"symbol": "BTCUSDT"}).resources
+    spec = parse_spec({"symbol": "BTCUSDT", "resources": {"trainer": {"memory": "4Gi"}}})
+    assert spec.resources.trainer.memory == "4Gi"
+    assert spec.resources.trainer.cpu == defaults.trainer.cpu == "1"
+    spec = parse_spec({"symbol": "BTCUSDT", "resources": {"aggregator": {"cpu": "2"}}})
+    assert spec.resources.aggregator.memory == defaults.aggregator.memory == "1Gi"
+    assert spec.resources.producer == defaults.producer

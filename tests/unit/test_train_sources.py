@@ -11,7 +11,7 @@ import pytest
 
 from cryptopipe_jobs.producer.recorded import Kline
 from cryptopipe_jobs.train import sources
-from cryptopipe_jobs.train.plan import lstm_fit_windows, min_training_rows, parse_interval
+from cryptopipe_jobs.train.plan import lstm_fit_windows, min_training_rows
 from cryptopipe_model.features import CANDLE_COLUMNS, CandleDataError, check_candles
 from cryptopipe_model.lstm import LstmModel
 from cryptopipe_schemas.spec import ModelSpec
@@ -47,7 +47,7 @@ def test_klines_become_candles_with_vwap_from_volumes_or_the_typical_price() -> 
 def test_embedded_data_is_one_clean_hourly_series() -> None:
     frame = sources.read_embedded()
     assert len(frame) > 20_000
-    check_candles(frame, parse_interval("1h"))
+    check_candles(frame, pd.Timedelta(hours=1))
 
 
 def candle_table(starts_ms: list[int], closes: list[float], final: list[bool]) -> pa.Table:
@@ -86,7 +86,7 @@ def test_parquet_folder_in_partition_layout_is_deduplicated_final_and_sorted(
     frame = sources.read_local(tmp_path)
     assert frame["close"].tolist() == [10.0, 20.0, 30.0]
     assert frame["window_start"].is_monotonic_increasing
-    check_candles(frame, parse_interval("1h"))
+    check_candles(frame, pd.Timedelta(hours=1))
 
 
 def test_an_empty_folder_is_a_data_error(tmp_path: Path) -> None:
@@ -101,25 +101,6 @@ def test_candle_csv_with_epoch_milliseconds(tmp_path: Path) -> None:
     table.to_csv(path, index=False)
     frame = sources.read_local(path)
     assert frame["window_start"].tolist()[1] == pd.Timestamp("1970-01-01T01:00Z")
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("1m", pd.Timedelta(minutes=1)),
-        ("15m", pd.Timedelta(minutes=15)),
-        ("1h", pd.Timedelta(hours=1)),
-        ("1d", pd.Timedelta(days=1)),
-        ("30s", pd.Timedelta(seconds=30)),
-    ],
-)
-def test_intervals(text: str, expected: pd.Timedelta) -> None:
-    assert parse_interval(text) == expected
-
-
-def test_bad_interval() -> None:
-    with pytest.raises(ValueError):
-        parse_interval("1w")
 
 
 def test_row_plan_matches_what_the_lstm_actually_trains_on() -> None:

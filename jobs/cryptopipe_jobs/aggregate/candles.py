@@ -29,8 +29,6 @@ from functools import reduce
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from cryptopipe_schemas.avro_schemas import SchemaName, schema_json
-
 # Per base window: its trades in (event time, trade id, price) order, only while it is open.
 _ORDERED = "ordered"
 # Per window: its non-empty sub-windows' (first, last) trades, to add the boundary returns.
@@ -211,7 +209,3 @@ def candle_columns(interval_ms: Column, emitted_at: Column) -> list[Column]:
         F.col("last.event_time").alias("event_time"),
         emitted_at.alias("ingest_time"),
     ]
-
-
-# The Candle record's fields, in the schema's order (what the sinks write).
-CANDLE_FIELDS = tuple(field["name"] for field in schema_json(SchemaName.CANDLE)["fields"])

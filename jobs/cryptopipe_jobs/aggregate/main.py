@@ -25,8 +25,8 @@ from cryptopipe_jobs import logs
 from cryptopipe_jobs.aggregate import pipeline, trades
 from cryptopipe_jobs.aggregate.progress import AggregateMetrics, ProgressListener
 from cryptopipe_jobs.cli import refuse, stop_on_signals
+from cryptopipe_jobs.kafka_io import TopicSettings, ensure_topics
 from cryptopipe_jobs.ports import ensure_free
-from cryptopipe_jobs.producer.kafka_sink import TopicSettings, ensure_topics
 from cryptopipe_jobs.sinks.batch_writer import BatchWriter, SinkTargets
 from cryptopipe_jobs.sinks.hadoop_fs import HadoopFs
 from cryptopipe_jobs.sinks.hive_ddl import apply_ddl, ddl_variables
@@ -36,6 +36,7 @@ from cryptopipe_jobs.sinks.sheets_client import open_spreadsheet
 from cryptopipe_jobs.sinks.sheets_outbox import Outbox, SheetsSync, SyncStats
 from cryptopipe_jobs.spark_session import SparkSettings, create_session
 from cryptopipe_schemas import topics
+from cryptopipe_schemas.flags import add_log_level, entry_parser
 from cryptopipe_schemas.registry import RegistryError, SchemaIds, register_all
 from cryptopipe_schemas.spec import CryptoPipelineSpec, SpecError, load_spec_file
 
@@ -248,19 +249,28 @@ def _supervise(
         return 0
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="cryptopipe-aggregate", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = entry_parser(__package__, "cryptopipe-aggregate", __doc__)
     parser.add_argument("--spec", action="append", required=True, help="spec file (repeatable)")
-    parser.add_argument("--bootstrap-servers", required=True)
+    parser.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers")
     parser.add_argument("--hdfs-url", required=True, help="hdfs://namenode:port")
     parser.add_argument("--metastore-uri", help="thrift://host:port; no Hive without it")
     parser.add_argument("--checkpoint", help="default: <hdfs base>/_checkpoints/aggregate")
     parser.add_argument("--sheets-credentials", help="service-account JSON key file")
     parser.add_argument("--sheets-api-url", help="Sheets API endpoint instead of Google's")
-    parser.add_argument("--schema-registry-url")
-    parser.add_argument("--trigger-interval", default="5 seconds")
+    parser.add_argument(
+        "--schema-registry-url",
+        help="register schemas there and use its ids (default: ids derived from the schemas)",
+    )
+    parser.add_argument(
+        "--trigger-interval", default="5 seconds", help="how often a micro-batch starts"
+    )
     parser.add_argument("--available-now", action="store_true", help="drain the topics, stop")
-    parser.add_argument("--max-offsets-per-trigger", type=int)
+    parser.add_argument(
+        "--max-offsets-per-trigger",
+        type=int,
+        help="most Kafka records a micro-batch reads (default: no limit)",
+    )
     parser.add_argument(
         "--master",
         default="local[2]",
@@ -274,12 +284,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         help="apply hive/*.hql from here before starting (what cryptopipe-hive-ddl does)",
     )
-    parser.add_argument("--log-level", default="INFO")
-    return parser.parse_args(argv)
+    add_log_level(parser)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
     try:
         specs = [load_spec_file(path) for path in args.spec]

@@ -22,7 +22,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cryptopipe_jobs.aggregate import candles
-from cryptopipe_jobs.aggregate.durations import spark_delay, to_millis
+from cryptopipe_schemas.durations import parse_duration, parse_interval
 
 # Spark's key for a column's watermark delay (EventTimeWatermark.delayKey).
 WATERMARK_DELAY_KEY = "spark.watermarkDelayMs"
@@ -35,7 +35,12 @@ class AggregateSettings:
     watermark: str
 
     def interval_pairs(self) -> list[tuple[str, int]]:
-        return [(name, to_millis(name)) for name in self.intervals]
+        return [(name, parse_interval(name)) for name in self.intervals]
+
+
+def spark_delay(watermark: str) -> str:
+    """The watermark delay in the form `withWatermark` reads."""
+    return f"{parse_duration(watermark)} milliseconds"
 
 
 REQUIRED = ("symbol", "trade_id", "price", "quantity", "buyer_is_maker", "event_time")
@@ -72,7 +77,7 @@ def watermarked_window_end(event_time: Column, interval_ms: Column, delay_ms: in
 def sub_window_stream(trades: DataFrame, settings: AggregateSettings) -> DataFrame:
     """One summary per symbol and base window (see candles), final once the watermark passes
     the window's end; `sub_start` is the window's start."""
-    delay_ms = to_millis(settings.watermark)
+    delay_ms = parse_duration(settings.watermark)
     base_ms = candles.base_interval_ms([ms for _, ms in settings.interval_pairs()])
     return (
         trades.withWatermark("event_time", spark_delay(settings.watermark))
@@ -98,7 +103,7 @@ def candle_stream(trades: DataFrame, settings: AggregateSettings) -> DataFrame:
     end, and the second aggregation takes it in and closes the windows that end there in the
     same batch: a candle leaves as soon as it would with a single aggregation.
     """
-    delay_ms = to_millis(settings.watermark)
+    delay_ms = parse_duration(settings.watermark)
     summaries = sub_window_stream(trades, settings)
     return (
         summaries.withColumn("spec", F.explode(candles.interval_rows(settings.interval_pairs())))

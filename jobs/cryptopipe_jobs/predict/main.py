@@ -27,25 +27,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from cryptopipe_jobs import logs
 from cryptopipe_jobs.cli import refuse, stop_on_signals
+from cryptopipe_jobs.http_metrics import serve
+from cryptopipe_jobs.kafka_io import TopicSettings, create_producer, ensure_topics
 from cryptopipe_jobs.ports import ensure_free
 from cryptopipe_jobs.predict.hdfs_sink import HdfsForecastSink
 from cryptopipe_jobs.predict.history import Added, CandleHistory
 from cryptopipe_jobs.predict.metrics import PredictorMetrics
 from cryptopipe_jobs.predict.records import forecast_records
 from cryptopipe_jobs.predict.serving import Served, forecast_latest, load
-from cryptopipe_jobs.producer.kafka_sink import TopicSettings, create_producer, ensure_topics
-from cryptopipe_jobs.producer.metrics import serve
 from cryptopipe_jobs.storage.hdfs_storage import webhdfs_client
 from cryptopipe_jobs.storage.locate import open_storage
-from cryptopipe_jobs.train.plan import parse_interval
 from cryptopipe_model.registry import Registry, ServingChoice
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.avro_schemas import SchemaName
 from cryptopipe_schemas.codec import DecodeError, decode, encode, encode_key
+from cryptopipe_schemas.durations import parse_interval
+from cryptopipe_schemas.flags import add_log_level, entry_parser
 from cryptopipe_schemas.registry import RegistryError, SchemaIds, register_all
 from cryptopipe_schemas.spec import CryptoPipelineSpec, SpecError, load_spec_file
 
@@ -127,10 +129,8 @@ class Forecaster:
         self.metrics = metrics
         model = options.spec.model
         self.interval_name = model.interval
-        self.step = parse_interval(model.interval).to_pytimedelta()
-        self.history = CandleHistory(
-            options.spec.symbol, parse_interval(model.interval), options.history
-        )
+        self.step = dt.timedelta(milliseconds=parse_interval(model.interval))
+        self.history = CandleHistory(options.spec.symbol, pd.Timedelta(self.step), options.history)
         self.served = refresh(registry, None, options)
         metrics.serving(self.served.label, self.served.choice.kind, reload=False)
         self.history.capacity = max(options.history, self.served.min_history())
@@ -285,10 +285,10 @@ def _serve_forecasts(
         log.info("predictor stopped", extra={"symbol": spec.symbol})
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = entry_parser(__package__, PROG, __doc__)
     parser.add_argument("--spec", required=True, help="CryptoPipeline spec or manifest")
-    parser.add_argument("--bootstrap-servers", required=True)
+    parser.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers")
     parser.add_argument("--registry", required=True, help="local folder or hdfs:// path")
     parser.add_argument(
         "--webhdfs-url",
@@ -310,12 +310,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--metrics-port", type=int, default=0, help="Prometheus metrics port (0: no endpoint)"
     )
-    parser.add_argument("--log-level", default="INFO")
-    return parser.parse_args(argv)
+    add_log_level(parser)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
     try:
         spec = load_spec_file(args.spec)

@@ -1,5 +1,5 @@
-"""Prometheus metrics of the predictor; served with the producer's endpoint (/metrics, /healthz,
-/readyz: `producer.metrics.serve`).
+"""Prometheus metrics of the predictor; served by the jobs' endpoint (/metrics, /healthz,
+/readyz: `http_metrics.serve`).
 
 `cryptopipe_predictor_last_forecast_timestamp_seconds{symbol}` is the event time (the origin
 candle's) of the newest forecast Kafka acknowledged: the operator reads it into the pipeline's

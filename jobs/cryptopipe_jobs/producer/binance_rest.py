@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptopipe_jobs.backoff import Backoff
 from cryptopipe_jobs.producer.frames import ParsedTrade, parse_frame
+from cryptopipe_schemas.records import TradeRecord
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ class BinanceRest:
             await self._sleep(wait)
 
 
-def trade_record_from_rest(symbol: str, row: dict[str, Any], ingest_time_ms: int) -> dict[str, Any]:
+def trade_record_from_rest(symbol: str, row: dict[str, Any], ingest_time_ms: int) -> TradeRecord:
     """A historicalTrades row as the same Trade record the live stream gives.
 
     The row goes through the live parser's checks; a backfilled trade's event time is its trade

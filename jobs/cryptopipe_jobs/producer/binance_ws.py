@@ -37,6 +37,7 @@ from cryptopipe_jobs.producer.frames import (
 )
 from cryptopipe_jobs.producer.sink import TradeSink
 from cryptopipe_jobs.producer.transactions import DeliveryError
+from cryptopipe_schemas.records import TradeRecord
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class _SymbolLedger:
         self.events = events
         self.now_ms = now_ms
 
-    async def live_trade(self, record: dict[str, Any]) -> None:
+    async def live_trade(self, record: TradeRecord) -> None:
         symbol, trade_id = record["symbol"], record["trade_id"]
         last = self.last_ids.get(symbol)
         if last is not None and trade_id > last + 1:
@@ -235,7 +236,7 @@ class _SymbolLedger:
             published += 1
         return published
 
-    def _publish(self, record: dict[str, Any]) -> None:
+    def _publish(self, record: TradeRecord) -> None:
         # No await between the two: a cancellation cannot separate publishing from progress.
         self.sink.publish_trade(record)
         self.last_ids[record["symbol"]] = record["trade_id"]

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from cryptopipe_schemas.records import TradeRecord
+
 TRADE_FIELDS = {"e": str, "E": int, "s": str, "t": int, "p": str, "q": str, "T": int, "m": bool}
 PRICE_QUANTUM = Decimal("0.00000001")
 MAX_DECIMAL = Decimal("1e16")
@@ -18,7 +20,7 @@ MAX_DECIMAL = Decimal("1e16")
 
 @dataclass(frozen=True)
 class ParsedTrade:
-    record: dict[str, Any]
+    record: TradeRecord
     stream: str | None
 
 
@@ -110,20 +112,21 @@ def parse_frame(raw: bytes, symbols: frozenset[str], ingest_time_ms: int) -> Out
     if problem:
         return Rejected(problem, event_time)
     price, quantity = _decimal(data["p"], "price"), _decimal(data["q"], "quantity")
-    for checked in (price, quantity):
-        if isinstance(checked, str):
-            return Rejected(checked, event_time)
+    if isinstance(price, str):
+        return Rejected(price, event_time)
+    if isinstance(quantity, str):
+        return Rejected(quantity, event_time)
     if stream is not None and stream != f"{data['s'].lower()}@trade":
         return Rejected(f"stream {stream!r} does not carry trades of {data['s']}", event_time)
-    record = {
-        "exchange": "binance",
-        "symbol": data["s"],
-        "trade_id": data["t"],
-        "price": price,
-        "quantity": quantity,
-        "buyer_is_maker": data["m"],
-        "trade_time": utc_from_ms(data["T"]),
-        "event_time": utc_from_ms(data["E"]),
-        "ingest_time": utc_from_ms(ingest_time_ms),
-    }
+    record = TradeRecord(
+        exchange="binance",
+        symbol=data["s"],
+        trade_id=data["t"],
+        price=price,
+        quantity=quantity,
+        buyer_is_maker=data["m"],
+        trade_time=utc_from_ms(data["T"]),
+        event_time=utc_from_ms(data["E"]),
+        ingest_time=utc_from_ms(ingest_time_ms),
+    )
     return ParsedTrade(record, stream)

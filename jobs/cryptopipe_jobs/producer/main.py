@@ -25,16 +25,16 @@ from kafka import KafkaAdminClient
 
 from cryptopipe_jobs import logs
 from cryptopipe_jobs.cli import refuse, stop_on_signals
+from cryptopipe_jobs.http_metrics import serve
+from cryptopipe_jobs.kafka_io import TopicSettings, ensure_topics
 from cryptopipe_jobs.ports import ensure_free
 from cryptopipe_jobs.producer import binance_ws, replay
 from cryptopipe_jobs.producer.kafka_sink import (
     KafkaTradeSink,
-    TopicSettings,
     create_transactional,
-    ensure_topics,
     producer_topics,
 )
-from cryptopipe_jobs.producer.metrics import ProducerMetrics, PrometheusEvents, serve
+from cryptopipe_jobs.producer.metrics import ProducerMetrics, PrometheusEvents
 from cryptopipe_jobs.producer.recorded import Kline, RecordedTrade, load_embedded, load_path
 from cryptopipe_jobs.producer.resume import LastTrade, last_trades
 from cryptopipe_jobs.producer.transactions import (
@@ -42,6 +42,7 @@ from cryptopipe_jobs.producer.transactions import (
     DeliveryError,
     transactional_id,
 )
+from cryptopipe_schemas.flags import add_log_level, entry_parser
 from cryptopipe_schemas.registry import RegistryError, register_all
 from cryptopipe_schemas.spec import CryptoPipelineSpec, SourceKind, SpecError, load_spec_file
 
@@ -234,22 +235,26 @@ async def _stream(
     )
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="cryptopipe-producer", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = entry_parser(__package__, "cryptopipe-producer", __doc__)
     parser.add_argument(
         "--spec",
         action="append",
         required=True,
         help="CryptoPipeline spec or manifest (repeatable)",
     )
-    parser.add_argument("--bootstrap-servers", required=True)
+    parser.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers")
     parser.add_argument("--metrics-port", type=int, default=9108, help="0 turns the endpoint off")
     parser.add_argument(
         "--data",
         help="replay this recording instead of the spec's (Binance kline/trade CSV or zip)",
     )
-    parser.add_argument("--binance-ws-url", default=binance_ws.BinanceConfig.ws_url)
-    parser.add_argument("--binance-rest-url", default=binance_ws.BinanceConfig.rest_url)
+    parser.add_argument(
+        "--binance-ws-url", default=binance_ws.BinanceConfig.ws_url, help="Binance websocket API"
+    )
+    parser.add_argument(
+        "--binance-rest-url", default=binance_ws.BinanceConfig.rest_url, help="Binance REST API"
+    )
     parser.add_argument(
         "--schema-registry-url",
         help="register schemas there and use its ids (default: ids derived from the schemas)",
@@ -270,12 +275,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=int(DEFAULT_COMMIT_INTERVAL * 1000),
         help="commit the open Kafka transaction this often; trades become visible to readers then",
     )
-    parser.add_argument("--log-level", default="INFO")
-    return parser.parse_args(argv)
+    add_log_level(parser)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
     try:
         specs = [load_spec_file(path) for path in args.spec]

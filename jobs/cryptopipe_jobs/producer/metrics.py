@@ -1,14 +1,8 @@
-"""Prometheus metrics of the producer, and the HTTP endpoint serving them with health probes."""
+"""Prometheus metrics of the producer; served by the jobs' endpoint (`http_metrics.serve`)."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
-
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
@@ -99,46 +93,3 @@ class PrometheusEvents:
 
     def dead_letter(self, category: str) -> None:
         self._metrics.dead_letters.labels(category).inc()
-
-
-class HasRegistry(Protocol):
-    """Metrics kept in one CollectorRegistry (the producer's, the predictor's)."""
-
-    registry: CollectorRegistry
-
-
-def serve(
-    metrics: HasRegistry,
-    port: int,
-    healthy: Callable[[], bool],
-    host: str = "0.0.0.0",  # noqa: S104
-) -> ThreadingHTTPServer:
-    """Serve /metrics, /healthz (alive) and /readyz (connected and delivering) in a thread."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/metrics":
-                self._answer(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
-            elif self.path == "/healthz":
-                self._answer(200, b"ok\n", "text/plain")
-            elif self.path == "/readyz":
-                ready = healthy()
-                self._answer(
-                    200 if ready else 503, b"ready\n" if ready else b"not ready\n", "text/plain"
-                )
-            else:
-                self._answer(404, b"not found\n", "text/plain")
-
-        def _answer(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Probes every few seconds would drown the structured logs."""
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
-    return server

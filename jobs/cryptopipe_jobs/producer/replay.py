@@ -30,9 +30,9 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from cryptopipe_jobs.producer.recorded import Kline, RecordedTrade
+from cryptopipe_schemas.records import TradeRecord
 
 UNIT = Decimal("0.00000001")
 POINTS = 4
@@ -180,20 +180,20 @@ def shift_ms(trades: Sequence[ReplayTrade], shift_to: dt.datetime | None) -> int
     return ms_from_utc(shift_to) - trades[-1].time_ms
 
 
-def to_record(trade: ReplayTrade, offset_ms: int, ingest_time: dt.datetime) -> dict[str, Any]:
-    """The Trade record (schemas' Trade.avsc), shaped as the live frame parser makes it."""
+def to_record(trade: ReplayTrade, offset_ms: int, ingest_time: dt.datetime) -> TradeRecord:
+    """The Trade record, the same type the live frame parser makes."""
     when = utc_from_ms(trade.time_ms + offset_ms)
-    return {
-        "exchange": trade.exchange,
-        "symbol": trade.symbol,
-        "trade_id": trade.trade_id,
-        "price": trade.price,
-        "quantity": trade.quantity,
-        "buyer_is_maker": trade.buyer_is_maker,
-        "trade_time": when,
-        "event_time": when,
-        "ingest_time": ingest_time,
-    }
+    return TradeRecord(
+        exchange=trade.exchange,
+        symbol=trade.symbol,
+        trade_id=trade.trade_id,
+        price=trade.price,
+        quantity=trade.quantity,
+        buyer_is_maker=trade.buyer_is_maker,
+        trade_time=when,
+        event_time=when,
+        ingest_time=ingest_time,
+    )
 
 
 def replay(
@@ -204,7 +204,7 @@ def replay(
     sleep: Callable[[float], None],
     *,
     after_id: int | None = None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[TradeRecord]:
     """Trade records paced like the recording: speed 1 is real time, N is N times faster,
     0 is no waiting. With `shift_to` every time moves by one offset so that the last trade of
     the whole recording lands there. `after_id` skips trades already published (resume).

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
+
+from cryptopipe_schemas.records import TradeRecord
 
 
 class TradeSink(Protocol):
-    def publish_trade(self, record: dict[str, Any]) -> None: ...
+    def publish_trade(self, record: TradeRecord) -> None: ...
 
     def publish_dead_letter(
         self, raw: bytes, reason: str, *, stream: str | None, event_time_ms: int | None
@@ -26,10 +28,10 @@ class DeadLetterEntry:
 class MemorySink:
     """Keeps everything published, in order; for tests."""
 
-    trades: list[dict[str, Any]] = field(default_factory=list)
+    trades: list[TradeRecord] = field(default_factory=list)
     dead_letters: list[DeadLetterEntry] = field(default_factory=list)
 
-    def publish_trade(self, record: dict[str, Any]) -> None:
+    def publish_trade(self, record: TradeRecord) -> None:
         self.trades.append(record)
 
     def publish_dead_letter(

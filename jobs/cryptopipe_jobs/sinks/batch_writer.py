@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from cryptopipe_jobs.aggregate.candles import CANDLE_FIELDS
 from cryptopipe_jobs.sinks import hive, kafka_candles, parquet
 from cryptopipe_jobs.sinks.hadoop_fs import HadoopFs
 from cryptopipe_jobs.sinks.sheets_outbox import TIME_FIELDS, Outbox, SheetsSync, to_json
+from cryptopipe_schemas.avro_schemas import CANDLE_FIELDS
 from cryptopipe_schemas.registry import SchemaIds
 
 log = logging.getLogger("cryptopipe.aggregate")

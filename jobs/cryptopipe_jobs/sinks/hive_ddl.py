@@ -19,6 +19,7 @@ from pyspark.sql import SparkSession
 from cryptopipe_jobs import logs
 from cryptopipe_jobs.cli import refuse
 from cryptopipe_jobs.spark_session import SparkSettings, create_session
+from cryptopipe_schemas.flags import add_log_level, entry_parser
 from cryptopipe_schemas.spec import CryptoPipelineSpec, SpecError, load_spec_file
 
 log = logging.getLogger("cryptopipe.hive_ddl")
@@ -60,19 +61,19 @@ def apply_ddl(spark: SparkSession, ddl_dir: Path, variables: Mapping[str, str]) 
     return applied
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="cryptopipe-hive-ddl", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = entry_parser(__package__, "cryptopipe-hive-ddl", __doc__)
     parser.add_argument("--spec", required=True, help="CryptoPipeline spec or manifest")
     parser.add_argument("--metastore-uri", required=True, help="thrift://host:port")
     parser.add_argument("--hdfs-url", required=True, help="hdfs://namenode:port")
     parser.add_argument("--ddl-dir", default="hive", type=Path, help="folder of .hql files")
-    parser.add_argument("--master", default="local[1]")
-    parser.add_argument("--log-level", default="INFO")
-    return parser.parse_args(argv)
+    parser.add_argument("--master", default="local[1]", help="Spark master")
+    add_log_level(parser)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
     try:
         spec = load_spec_file(args.spec)

@@ -13,8 +13,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.avro.functions import to_avro
 
-from cryptopipe_jobs.aggregate.candles import CANDLE_FIELDS
-from cryptopipe_schemas.avro_schemas import SchemaName, schema_json
+from cryptopipe_schemas.avro_schemas import CANDLE_FIELDS, SchemaName, schema_json
 from cryptopipe_schemas.codec import HEADER, MAGIC_BYTE
 from cryptopipe_schemas.registry import SchemaIds
 

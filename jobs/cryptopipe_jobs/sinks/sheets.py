@@ -17,25 +17,13 @@ from typing import Any
 import gspread
 from gspread.utils import InsertDataOption, ValueInputOption, rowcol_to_a1
 
+from cryptopipe_schemas.avro_schemas import CANDLE_FIELDS
+
 log = logging.getLogger("cryptopipe.sheets")
 
-COLUMNS = (
-    "window_start",
-    "window_end",
-    "open",
-    "high",
-    "low",
-    "close",
-    "base_volume",
-    "quote_volume",
-    "vwap",
-    "trade_count",
-    "taker_buy_volume",
-    "taker_sell_volume",
-    "realized_volatility",
-    "event_time",
-    "ingest_time",
-)
+# The Candle fields in the schema's order, less what every row of a worksheet shares: its
+# symbol and interval (the worksheet's title) and is_final (only final candles are written).
+COLUMNS = tuple(name for name in CANDLE_FIELDS if name not in {"symbol", "interval", "is_final"})
 _UPDATED_ROW = re.compile(r"![A-Z]+(\d+)")
 
 

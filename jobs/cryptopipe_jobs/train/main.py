@@ -24,7 +24,7 @@ from cryptopipe_jobs.storage.hdfs_storage import hdfs_path, webhdfs_client
 from cryptopipe_jobs.storage.locate import is_hdfs, open_storage
 from cryptopipe_jobs.train import sources
 from cryptopipe_jobs.train.committed import CommittedCandles, wait_for_rows
-from cryptopipe_jobs.train.plan import parse_interval, required_rows
+from cryptopipe_jobs.train.plan import required_rows
 from cryptopipe_model.baselines import all_baselines
 from cryptopipe_model.evaluate import Evaluation, walk_forward
 from cryptopipe_model.features import CandleDataError, check_candles
@@ -32,6 +32,8 @@ from cryptopipe_model.forecast import Model
 from cryptopipe_model.lstm import LstmModel
 from cryptopipe_model.registry import DataRange, Registry, VersionRecord
 from cryptopipe_model.report import overall_table, write_report
+from cryptopipe_schemas.durations import parse_interval
+from cryptopipe_schemas.flags import entry_parser
 from cryptopipe_schemas.spec import CryptoPipelineSpec, SpecError, load_spec_file
 
 PROG = "cryptopipe-train"
@@ -90,7 +92,7 @@ def read_candles(options: TrainOptions) -> pd.DataFrame:
 
 def check(frame: pd.DataFrame, options: TrainOptions, model: LstmModel) -> None:
     """CandleDataError unless the candles can feed a whole run."""
-    check_candles(frame, parse_interval(options.spec.model.interval))
+    check_candles(frame, pd.Timedelta(parse_interval(options.spec.model.interval), unit="ms"))
     needed = required_rows(options.spec.model, options.test_size, model.validation_fraction)
     if len(frame) < needed:
         raise CandleDataError(
@@ -171,8 +173,8 @@ def train(options: TrainOptions, say: Say) -> VersionRecord:
     return record
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = entry_parser(__package__, PROG, __doc__)
     parser.add_argument("--spec", required=True, help="CryptoPipeline spec or manifest")
     parser.add_argument(
         "--candles",
@@ -193,7 +195,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--folds", type=int, help="default: spec.model.folds")
     parser.add_argument("--train-size", type=int, help="rolling training window (rows)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the training")
     parser.add_argument(
         "--wait-for-data",
         type=float,
@@ -202,7 +204,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="with HDFS candles: first wait up to this long until enough are committed "
         "(a pipeline's first training starts with its aggregator)",
     )
-    return parser.parse_args(argv)
+    return parser
 
 
 def options_from(args: argparse.Namespace) -> TrainOptions:
@@ -237,7 +239,7 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
 
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)

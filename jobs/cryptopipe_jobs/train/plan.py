@@ -1,24 +1,11 @@
-"""Pure checks before training: the candle interval and how many rows a run needs."""
+"""Pure checks before training: how many rows a run needs."""
 
 from __future__ import annotations
-
-import re
-
-import pandas as pd
 
 from cryptopipe_model.features import VOLUME_WINDOW, warmup
 from cryptopipe_schemas.spec import ModelSpec
 
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 MIN_FIT_WINDOWS = 32  # the smallest training set (after the validation split) worth a fit
-
-
-def parse_interval(interval: str) -> pd.Timedelta:
-    """'1m' -> 1 minute, '1h' -> 1 hour (the spec's interval pattern: digits and s|m|h|d)."""
-    match = re.fullmatch(r"([1-9][0-9]*)([smhd])", interval)
-    if match is None:
-        raise ValueError(f"{interval!r} is not an interval such as 1m, 5m or 1h")
-    return pd.Timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
 def lstm_fit_windows(rows: int, spec: ModelSpec, validation_fraction: float) -> int:

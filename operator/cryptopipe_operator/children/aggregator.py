@@ -12,7 +12,7 @@ would be added twice.
 
 from __future__ import annotations
 
-import re
+from decimal import Decimal
 from typing import Any
 
 from cryptopipe_operator.children.common import (
@@ -29,6 +29,7 @@ from cryptopipe_operator.children.common import (
     spec_volume,
 )
 from cryptopipe_operator.config import PlatformConfig
+from cryptopipe_schemas.quantities import parse_quantity
 
 API_VERSION = "sparkoperator.k8s.io/v1beta2"
 COMPONENT = "aggregator"
@@ -37,7 +38,6 @@ COMPONENT = "aggregator"
 HIVE_DDL_DIR = "/opt/cryptopipe/hive"
 DRIVER_CONTAINER = "spark-kubernetes-driver"
 EXECUTOR_CONTAINER = "spark-kubernetes-executor"
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 
 
 def name(pipeline: Pipeline) -> str:
@@ -54,24 +54,20 @@ def checkpoint_location(pipeline: Pipeline, config: PlatformConfig) -> str:
 
 def spark_memory(quantity: str) -> str:
     """A Kubernetes memory quantity in Spark's notation (mebibytes: `1Gi` -> `1024m`)."""
-    match = _QUANTITY.match(quantity)
-    if not match:
+    size: Decimal | None
+    try:
+        size = parse_quantity(quantity)
+    except ValueError:
+        size = None
+    if size is None or size < 0 or quantity.endswith("m"):  # nor millibytes
         raise ValueError(f"not a memory quantity: {quantity!r}")
-    number, unit = float(match.group(1)), match.group(2) or ""
-    factor = {
-        "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-        "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4,
-    }.get(unit)  # fmt: skip
-    if factor is None:
-        raise ValueError(f"not a memory quantity: {quantity!r}")
-    return f"{max(1, round(number * factor / 1024**2))}m"
+    return f"{max(1, round(size / 2**20))}m"
 
 
 def spark_cores(quantity: str) -> int:
     """Whole cores for Spark (at least one); the request itself stays exact in coreRequest."""
-    if quantity.endswith("m"):
-        return max(1, -(-int(float(quantity[:-1])) // 1000))
-    return max(1, -(-int(float(quantity) * 1000) // 1000))
+    millicores = int(parse_quantity(quantity) * 1000)
+    return max(1, -(-millicores // 1000))
 
 
 def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
