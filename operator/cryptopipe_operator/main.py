@@ -14,12 +14,12 @@ from typing import Any
 
 import kopf
 
-from cryptopipe_operator import logs
 from cryptopipe_operator.config import load_config
 from cryptopipe_operator.handlers import State, register, resync_forever
 from cryptopipe_operator.kube import Kube, load_api_client
 from cryptopipe_operator.leader import LeaderElection
 from cryptopipe_operator.metrics import Metrics, serve
+from cryptopipe_schemas import logs
 from cryptopipe_schemas.flags import add_log_level, entry_parser
 
 log = logging.getLogger("cryptopipe_operator")
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.configure(args.log_level)
+    logs.configure(args.log_level, quiet=("kubernetes", "urllib3"))
     config = load_config(args.config, args.operator_namespace)
     if args.resync_seconds:
         import dataclasses

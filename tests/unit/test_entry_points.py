@@ -18,8 +18,6 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = ("schemas", "model", "jobs", "operator", "dashboard")
-# Entry points without --log-level: training reports in plain lines on stderr, not through logging.
-NO_LOG_LEVEL = {"cryptopipe-train"}
 
 
 def _scripts() -> dict[str, str]:
@@ -78,7 +76,7 @@ def test_version_prints_the_package_version(
     assert capsys.readouterr().out.strip() == f"{script} {_version(module)}"
 
 
-@pytest.mark.parametrize("script", sorted(set(SCRIPTS) - NO_LOG_LEVEL))
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_log_level_takes_only_real_levels(script: str, capsys: pytest.CaptureFixture[str]) -> None:
     main, module = _target(SCRIPTS[script])
     with pytest.raises(SystemExit) as exited:
@@ -101,7 +99,7 @@ def test_every_flag_has_help_and_defaults_show() -> None:
             assert action.help, f"{script} {action.option_strings} has no help"
         text = parser.format_help()
         assert "--version" in text
-        if script not in NO_LOG_LEVEL | {"cryptopipe-dashboard"}:
+        if script != "cryptopipe-dashboard":
             assert "(default: INFO)" in text, script
 
 

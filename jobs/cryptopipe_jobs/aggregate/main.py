@@ -21,7 +21,6 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
-from cryptopipe_jobs import logs
 from cryptopipe_jobs.aggregate import pipeline, trades
 from cryptopipe_jobs.aggregate.progress import AggregateMetrics, ProgressListener
 from cryptopipe_jobs.cli import refuse, stop_on_signals
@@ -35,7 +34,7 @@ from cryptopipe_jobs.sinks.sheets import SheetsWriter
 from cryptopipe_jobs.sinks.sheets_client import open_spreadsheet
 from cryptopipe_jobs.sinks.sheets_outbox import Outbox, SheetsSync, SyncStats
 from cryptopipe_jobs.spark_session import SparkSettings, create_session
-from cryptopipe_schemas import topics
+from cryptopipe_schemas import logs, topics
 from cryptopipe_schemas.flags import add_log_level, entry_parser
 from cryptopipe_schemas.registry import RegistryError, SchemaIds, register_all
 from cryptopipe_schemas.spec import CryptoPipelineSpec, SpecError, load_spec_file
@@ -290,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.configure(args.log_level)
+    logs.configure(args.log_level, quiet=("kafka",))
     try:
         specs = [load_spec_file(path) for path in args.spec]
         check_specs(specs)

@@ -30,7 +30,6 @@ from typing import Any
 import pandas as pd
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from cryptopipe_jobs import logs
 from cryptopipe_jobs.cli import refuse, stop_on_signals
 from cryptopipe_jobs.http_metrics import serve
 from cryptopipe_jobs.kafka_io import TopicSettings, create_producer, ensure_topics
@@ -43,7 +42,7 @@ from cryptopipe_jobs.predict.serving import Served, forecast_latest, load
 from cryptopipe_jobs.storage.hdfs_storage import webhdfs_client
 from cryptopipe_jobs.storage.locate import open_storage
 from cryptopipe_model.registry import Registry, ServingChoice
-from cryptopipe_schemas import topics
+from cryptopipe_schemas import logs, topics
 from cryptopipe_schemas.avro_schemas import SchemaName
 from cryptopipe_schemas.codec import DecodeError, decode, encode, encode_key
 from cryptopipe_schemas.durations import parse_interval
@@ -316,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.configure(args.log_level)
+    logs.configure(args.log_level, quiet=("kafka",))
     try:
         spec = load_spec_file(args.spec)
         if args.history < 1 or args.poll_seconds <= 0:

@@ -23,7 +23,6 @@ from typing import TypeVar
 
 from kafka import KafkaAdminClient
 
-from cryptopipe_jobs import logs
 from cryptopipe_jobs.cli import refuse, stop_on_signals
 from cryptopipe_jobs.http_metrics import serve
 from cryptopipe_jobs.kafka_io import TopicSettings, ensure_topics
@@ -42,6 +41,7 @@ from cryptopipe_jobs.producer.transactions import (
     DeliveryError,
     transactional_id,
 )
+from cryptopipe_schemas import logs
 from cryptopipe_schemas.flags import add_log_level, entry_parser
 from cryptopipe_schemas.registry import RegistryError, register_all
 from cryptopipe_schemas.spec import CryptoPipelineSpec, SourceKind, SpecError, load_spec_file
@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.configure(args.log_level)
+    logs.configure(args.log_level, quiet=("kafka",))
     try:
         specs = [load_spec_file(path) for path in args.spec]
         ensure_free(args.metrics_port, "--metrics-port")

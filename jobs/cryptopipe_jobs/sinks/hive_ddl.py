@@ -16,9 +16,9 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from cryptopipe_jobs import logs
 from cryptopipe_jobs.cli import refuse
 from cryptopipe_jobs.spark_session import SparkSettings, create_session
+from cryptopipe_schemas import logs
 from cryptopipe_schemas.flags import add_log_level, entry_parser
 from cryptopipe_schemas.spec import CryptoPipelineSpec, SpecError, load_spec_file
 
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.configure(args.log_level)
+    logs.configure(args.log_level, quiet=("kafka",))
     try:
         spec = load_spec_file(args.spec)
     except (SpecError, OSError) as error:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -32,8 +33,9 @@ from cryptopipe_model.forecast import Model
 from cryptopipe_model.lstm import LstmModel
 from cryptopipe_model.registry import DataRange, Registry, VersionRecord
 from cryptopipe_model.report import overall_table, write_report
+from cryptopipe_schemas import logs
 from cryptopipe_schemas.durations import parse_interval
-from cryptopipe_schemas.flags import entry_parser
+from cryptopipe_schemas.flags import add_log_level, entry_parser
 from cryptopipe_schemas.spec import CryptoPipelineSpec, SpecError, load_spec_file
 
 PROG = "cryptopipe-train"
@@ -176,6 +178,7 @@ def train(options: TrainOptions, say: Say) -> VersionRecord:
 def build_parser() -> argparse.ArgumentParser:
     parser = entry_parser(__package__, PROG, __doc__)
     parser.add_argument("--spec", required=True, help="CryptoPipeline spec or manifest")
+    add_log_level(parser)
     parser.add_argument(
         "--candles",
         help="'embedded' (bundled hourly BTC/USD), a local parquet folder or file, a candle CSV, "
@@ -240,9 +243,8 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-
-    def say(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+    logs.configure(args.log_level)
+    say = logging.getLogger("cryptopipe_jobs.train").info
 
     try:
         options = options_from(args)
