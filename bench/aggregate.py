@@ -68,6 +68,7 @@ from cryptopipe_schemas.codec import decode, encode, encode_key
 from cryptopipe_schemas.durations import parse_duration
 from cryptopipe_schemas.registry import SchemaIds
 from cryptopipe_schemas.spec import parse_spec
+from cryptopipe_schemas.storage import checkpoint_location
 from cryptopipe_testbed.components import BY_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,7 +215,9 @@ def run_counted(
 
     query = (
         prepare(aggregate_main.trade_records(spark, options))
-        .writeStream.option("checkpointLocation", f"{options.base}/_checkpoints/{name}")
+        .writeStream.option(
+            "checkpointLocation", checkpoint_location(options.base, f"bench/{name}")
+        )
         .foreachBatch(count)
         .trigger(availableNow=True)
         .start()

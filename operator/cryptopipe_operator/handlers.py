@@ -22,10 +22,10 @@ from cryptopipe_operator.config import PlatformConfig
 from cryptopipe_operator.kube import ApiError, Kube
 from cryptopipe_operator.metrics import Metrics
 from cryptopipe_operator.reconcile import reconcile
+from cryptopipe_schemas.crd import PLURAL
 from cryptopipe_schemas.spec import API_GROUP, API_VERSION
 
 log = logging.getLogger(__name__)
-PLURAL = "cryptopipelines"
 COMPONENT = "cryptopipe-operator"
 
 

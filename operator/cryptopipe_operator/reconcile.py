@@ -30,11 +30,11 @@ from cryptopipe_operator.children.common import MANAGED_BY, PIPELINE_LABEL, Pipe
 from cryptopipe_operator.config import PlatformConfig
 from cryptopipe_operator.kube import ApiError, Kube
 from cryptopipe_operator.scrape import last_forecast_time, newest_trade_age, read_metrics
+from cryptopipe_schemas.crd import pipeline_path
 from cryptopipe_schemas.spec import SpecError, parse_spec
 
 log = logging.getLogger(__name__)
 
-API_PATH = "/apis/cryptopipe.io/v1alpha1"
 REQUIRED_CRDS = {
     "kafkatopics.kafka.strimzi.io": "Strimzi",
     "kafkas.kafka.strimzi.io": "Strimzi",
@@ -50,10 +50,6 @@ class Outcome:
     status_written: bool = False
     phase: str = ""
     status: dict[str, Any] = field(default_factory=dict)
-
-
-def pipeline_path(namespace: str, name: str) -> str:
-    return f"{API_PATH}/namespaces/{namespace}/cryptopipelines/{name}"
 
 
 def now() -> str:

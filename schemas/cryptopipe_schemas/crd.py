@@ -27,6 +27,14 @@ from cryptopipe_schemas.spec import (
 
 PLURAL = "cryptopipelines"
 SHORT_NAMES = ["cpl"]
+API_PATH = f"/apis/{API_GROUP}/{API_VERSION}"
+
+
+def pipeline_path(namespace: str, name: str) -> str:
+    """The API server's path of one CryptoPipeline."""
+    return f"{API_PATH}/namespaces/{namespace}/{PLURAL}/{name}"
+
+
 CATEGORIES = ["cryptopipe"]
 
 # Rules beyond one field, keyed by the camelCase path of the object they sit on ("" = spec).

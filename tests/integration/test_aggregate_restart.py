@@ -37,6 +37,7 @@ from cryptopipe_jobs.sinks.hadoop_fs import HadoopFs
 from cryptopipe_jobs.sinks.sheets import COLUMNS, cell, worksheet_title
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.spec import parse_spec, to_mapping
+from cryptopipe_schemas.storage import checkpoint_location
 
 pytestmark = pytest.mark.integration
 
@@ -196,7 +197,7 @@ def test_sigkill_mid_batch_and_restart_keeps_every_candle_once(
     finally:
         if first.alive():
             first.process.kill()
-    checkpoint = f"{base}/_checkpoints/aggregate"
+    checkpoint = checkpoint_location(base, "aggregate")
     assert fs.exists(f"{checkpoint}/offsets/{killed_batch}")
     assert not fs.exists(f"{checkpoint}/commits/{killed_batch}"), "killed after the commit"
     assert len(table_files()) > files_before_outage, "parquet stalled while Sheets was down"

@@ -38,6 +38,7 @@ from cryptopipe_schemas import logs, topics
 from cryptopipe_schemas.flags import add_log_level, entry_parser
 from cryptopipe_schemas.registry import RegistryError, SchemaIds, register_all
 from cryptopipe_schemas.spec import CryptoPipelineSpec, SpecError, load_spec_file
+from cryptopipe_schemas.storage import checkpoint_location, storage_base
 
 log = logging.getLogger("cryptopipe.aggregate")
 
@@ -68,11 +69,11 @@ class AggregateOptions:
 
     @property
     def base(self) -> str:
-        return self.hdfs_url.rstrip("/") + self.spec.sinks.hdfs.path.rstrip("/")
+        return storage_base(self.hdfs_url, self.spec.sinks.hdfs.path)
 
     @property
     def checkpoint_location(self) -> str:
-        return self.checkpoint or f"{self.base}/_checkpoints/aggregate"
+        return self.checkpoint or checkpoint_location(self.base, "aggregate")
 
 
 def check_specs(specs: Sequence[CryptoPipelineSpec]) -> None:
@@ -254,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers")
     parser.add_argument("--hdfs-url", required=True, help="hdfs://namenode:port")
     parser.add_argument("--metastore-uri", help="thrift://host:port; no Hive without it")
-    parser.add_argument("--checkpoint", help="default: <hdfs base>/_checkpoints/aggregate")
+    parser.add_argument("--checkpoint", help="default: <hdfs base>/checkpoints/aggregate")
     parser.add_argument("--sheets-credentials", help="service-account JSON key file")
     parser.add_argument("--sheets-api-url", help="Sheets API endpoint instead of Google's")
     parser.add_argument(

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptopipe_schemas.spec import API_GROUP, API_VERSION, KIND
+from cryptopipe_schemas.spec import API_GROUP, API_VERSION, KIND, HdfsSink
+from cryptopipe_schemas.storage import checkpoint_location, storage_base
 
 DASHBOARD_PORT = 8501
 PRODUCER_METRICS_PORT = 9108
@@ -119,7 +120,8 @@ def hive_ddl(options: Options, endpoints: Endpoints, symbol: str) -> Stage:
 
 def checkpoint(options: Options, endpoints: Endpoints) -> str:
     symbols = "-".join(sorted(options.symbols)).lower()
-    return f"{endpoints.hdfs_url}/cryptopipe/_checkpoints/local-{symbols}"
+    base = storage_base(endpoints.hdfs_url, HdfsSink().path)
+    return checkpoint_location(base, f"local/{symbols}")
 
 
 def aggregator(options: Options, endpoints: Endpoints) -> Stage:

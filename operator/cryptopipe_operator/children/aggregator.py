@@ -30,6 +30,7 @@ from cryptopipe_operator.children.common import (
 )
 from cryptopipe_operator.config import PlatformConfig
 from cryptopipe_schemas.quantities import parse_quantity
+from cryptopipe_schemas.storage import checkpoint_location, storage_base
 
 API_VERSION = "sparkoperator.k8s.io/v1beta2"
 COMPONENT = "aggregator"
@@ -44,12 +45,9 @@ def name(pipeline: Pipeline) -> str:
     return pipeline.child(COMPONENT)
 
 
-def checkpoint_location(pipeline: Pipeline, config: PlatformConfig) -> str:
-    base = pipeline.spec.sinks.hdfs.path.rstrip("/")
-    return (
-        f"{config.storage.hdfs_url.rstrip('/')}{base}/checkpoints/"
-        f"{pipeline.namespace}/{pipeline.name}"
-    )
+def checkpoint(pipeline: Pipeline, config: PlatformConfig) -> str:
+    base = storage_base(config.storage.hdfs_url, pipeline.spec.sinks.hdfs.path)
+    return checkpoint_location(base, f"{pipeline.namespace}/{pipeline.name}")
 
 
 def spark_memory(quantity: str) -> str:
@@ -74,7 +72,7 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
     return [
         "--spec", SPEC_FILE,
         "--bootstrap-servers", config.kafka.bootstrap_servers,
-        "--checkpoint", checkpoint_location(pipeline, config),
+        "--checkpoint", checkpoint(pipeline, config),
         "--hdfs-url", config.storage.hdfs_url,
         "--metastore-uri", config.storage.hive_metastore_uri,
         # spark-submit (driven by the spark-operator) sets the master: don't override it.
@@ -131,7 +129,6 @@ def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
             "arguments": args(pipeline, config),
             "sparkVersion": config.spark.version,
             "sparkConf": {
-                "spark.sql.streaming.checkpointLocation": checkpoint_location(pipeline, config),
                 "spark.sql.session.timeZone": "UTC",
                 "spark.hadoop.fs.defaultFS": config.storage.hdfs_url,
                 "spark.hadoop.hive.metastore.uris": config.storage.hive_metastore_uri,
