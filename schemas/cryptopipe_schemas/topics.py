@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
+from cryptopipe_schemas.durations import INTERVAL_UNITS, duration_pattern, parse_interval
+
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{5,20}$")
-INTERVAL_PATTERN = re.compile(r"^[1-9][0-9]*[smhd]$")
+INTERVAL_PATTERN = re.compile(duration_pattern(INTERVAL_UNITS))
 
 
 def _symbol(symbol: str) -> str:
@@ -19,8 +21,7 @@ def trades(symbol: str) -> str:
 
 
 def candles(interval: str, symbol: str) -> str:
-    if not INTERVAL_PATTERN.match(interval):
-        raise ValueError(f"{interval!r} is not an interval such as 1m, 5m or 1h")
+    parse_interval(interval)  # a ValueError that says what an interval looks like
     return f"candles.{interval}.{_symbol(symbol)}"
 
 
