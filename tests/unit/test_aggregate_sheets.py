@@ -11,11 +11,13 @@ from typing import Any
 import gspread
 import pytest
 from fakes.sheets_server import SheetsServer, service_account_file
+from prometheus_client import generate_latest
 
+from cryptopipe_jobs.aggregate.progress import AggregateMetrics
 from cryptopipe_jobs.backoff import Backoff
 from cryptopipe_jobs.sinks.sheets import COLUMNS, SheetsWriter, is_retryable, worksheet_title
 from cryptopipe_jobs.sinks.sheets_client import open_spreadsheet
-from cryptopipe_jobs.sinks.sheets_outbox import from_json, to_json
+from cryptopipe_jobs.sinks.sheets_outbox import SyncStats, from_json, to_json
 
 pytestmark = pytest.mark.unit
 SHEET_ID = "sheet-under-test"
@@ -150,3 +152,13 @@ def test_backoff_doubles_up_to_a_cap() -> None:
     backoff = Backoff(initial=1, maximum=8, jitter=lambda: 1.0)
     assert [backoff.delay(n) for n in range(1, 7)] == [1, 2, 4, 8, 8, 8]
     assert Backoff(initial=4, maximum=8, jitter=lambda: 0.0).delay(1) == 2
+
+
+def test_sheets_failures_are_a_counter_that_follows_the_outbox_running_total() -> None:
+    metrics = AggregateMetrics()
+    for failures, pending in ((0, 1), (2, 3), (2, 3), (5, 0)):
+        metrics.sheets_stats(SyncStats(failures=failures, pending_files=pending))
+    text = generate_latest(metrics.registry).decode()
+    assert "# TYPE cryptopipe_aggregate_sheets_write_failures_total counter" in text
+    assert "cryptopipe_aggregate_sheets_write_failures_total 5.0" in text
+    assert "cryptopipe_aggregate_sheets_pending_batches 0.0" in text

@@ -32,7 +32,7 @@ from cryptopipe_jobs.sinks.hive_ddl import apply_ddl, ddl_variables
 from cryptopipe_jobs.sinks.parquet import ParquetLayout
 from cryptopipe_jobs.sinks.sheets import SheetsWriter
 from cryptopipe_jobs.sinks.sheets_client import open_spreadsheet
-from cryptopipe_jobs.sinks.sheets_outbox import Outbox, SheetsSync, SyncStats
+from cryptopipe_jobs.sinks.sheets_outbox import Outbox, SheetsSync
 from cryptopipe_jobs.spark_session import SparkSettings, create_session
 from cryptopipe_schemas import logs, topics
 from cryptopipe_schemas.flags import add_log_level, entry_parser
@@ -118,11 +118,7 @@ def sheets_sync(options: AggregateOptions, outbox: Outbox, metrics: AggregateMet
             open_spreadsheet(credentials, spreadsheet_id, api_url=options.sheets_api_url)
         )
 
-    def report(stats: SyncStats) -> None:
-        metrics.sheets_pending.set(stats.pending_files)
-        metrics.sheets_failures.set(stats.failures)
-
-    return SheetsSync(outbox, connect, on_stats=report)
+    return SheetsSync(outbox, connect, on_stats=metrics.sheets_stats)
 
 
 def candle_topics(options: AggregateOptions) -> list[str]:

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pyspark.sql.streaming.listener import StreamingQueryListener
 
 from cryptopipe_jobs.aggregate.pipeline import INPUT_METRICS
+from cryptopipe_jobs.sinks.sheets_outbox import SyncStats
 
 log = logging.getLogger("cryptopipe.aggregate")
 DEDUPE_OPERATOR = "dedupe"
@@ -72,9 +73,16 @@ class AggregateMetrics:
             "Batches waiting for Google Sheets.",
             registry=self.registry,
         )
-        self.sheets_failures = Gauge(
-            f"{prefix}_sheets_failures", "Failed Sheets writes so far.", registry=self.registry
+        self.sheets_failures = Counter(
+            f"{prefix}_sheets_write_failures", "Failed Sheets writes.", registry=self.registry
         )
+        self._sheets_failures_seen = 0
+
+    def sheets_stats(self, stats: SyncStats) -> None:
+        """The Sheets outbox's figures: its failures are a running total, counted as they grow."""
+        self.sheets_pending.set(stats.pending_files)
+        self.sheets_failures.inc(stats.failures - self._sheets_failures_seen)
+        self._sheets_failures_seen = stats.failures
 
     def record(self, batch: BatchFigures) -> None:
         self.records.inc(batch.records)
