@@ -59,7 +59,6 @@ HOST_KAFKA = f"{kafka.HOST}:{kafka.BROKER_PORT}"
 REAL = {node.NODE_LABEL[0]: node.NODE_LABEL[1]}
 INTERVAL = "1h"
 WATERMARK = "2m"
-CHECKPOINT_CONF = "spark.sql.streaming.checkpointLocation"
 RESUBMIT_MEMORY = "896Mi"  # the aggregator's memory after the spec change (768Mi before)
 HDFS_BASE = "/cryptopipe"
 # The newest 100 days of the bundled hourly history: 2,400 candles in 100 daily partitions,
@@ -301,6 +300,12 @@ def first_batch_id(namespace: str, driver_pod: str) -> int | None:
     return None
 
 
+def checkpoint_argument(app: dict[str, Any]) -> str:
+    """Where the aggregator checkpoints: its --checkpoint, the one place that sets it."""
+    arguments: list[str] = app["spec"]["arguments"]
+    return arguments[arguments.index("--checkpoint") + 1]
+
+
 @pytest.mark.timeout(1800)
 def test_apply_to_candles_model_forecasts_and_dashboard_then_delete(
     stack: Stack, tmp_path: Path
@@ -375,7 +380,7 @@ def test_apply_to_candles_model_forecasts_and_dashboard_then_delete(
     # A spec change that needs the job resubmitted (the aggregator's memory): the spark-operator
     # kills the running application and submits the new spec. The checkpoint's location depends
     # only on the pipeline, so the new driver continues at the next batch, not at batch 0.
-    checkpoint = app["spec"]["sparkConf"][CHECKPOINT_CONF]
+    checkpoint = checkpoint_argument(app)
     earlier = {driver["metadata"]["uid"], back["metadata"]["uid"]}
     change = {"spec": {"resources": {"aggregator": {"memory": RESUBMIT_MEMORY}}}}
     kubectl("patch", "cpl", PIPELINE, f"--namespace={ns}", "--type=merge", "-p", json.dumps(change))
@@ -391,7 +396,7 @@ def test_apply_to_candles_model_forecasts_and_dashboard_then_delete(
     third = wait_for("the driver resubmitted with the new spec", resubmitted, 300)
     mark("driver resubmitted after a spec change")
     current = get("sparkapplication", f"{PIPELINE}-aggregator", f"--namespace={ns}")
-    assert current["spec"]["sparkConf"][CHECKPOINT_CONF] == checkpoint
+    assert checkpoint_argument(current) == checkpoint
     first_batch = wait_for(
         "the resubmitted driver's first batch",
         lambda: first_batch_id(ns, third["metadata"]["name"]),
