@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 
 from cryptopipe_schemas import logs
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """configure() replaces the root handlers; later tests (and py4j at exit) keep theirs."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_a_line_is_one_object_with_the_shared_fields_and_the_extras(
