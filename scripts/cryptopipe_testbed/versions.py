@@ -32,3 +32,5 @@ DEBIAN_SUITE = "bookworm"
 APICURIO_REGISTRY = "3.3.3"
 # Kubeflow spark-operator: its CRDs (upstream_crds) and its controller (components/spark_operator).
 SPARK_OPERATOR = "v2.5.0"
+# kind: the newest whose default Kubernetes (1.34) runs on a cgroup v1 host (0.33 defaults to 1.37).
+KIND = "v0.30.0"
