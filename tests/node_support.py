@@ -1,4 +1,5 @@
-"""kubectl, waiting and port-forward helpers for tests against the test bed's real node."""
+"""kubectl, waiting and port-forward helpers for tests against the test bed's real node, or,
+inside `against(kubeconfig)`, against another cluster (a kind cluster)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,26 @@ from typing import Any
 
 from cryptopipe_testbed.components import kube
 
+_targets: list[Path] = []
+
+
+def kubeconfig() -> Path:
+    """The kubeconfig every helper here uses: the test bed's admin, unless inside `against`."""
+    return _targets[-1] if _targets else kube.admin_kubeconfig()
+
+
+@contextlib.contextmanager
+def against(config: Path) -> Iterator[None]:
+    """Point kubectl, get, port_forward and helm at the cluster of `config` until the end."""
+    _targets.append(config)
+    try:
+        yield
+    finally:
+        _targets.pop()
+
 
 def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
-    result = kube.kubectl(*args, stdin=stdin, timeout=120)
+    result = kube.kubectl(*args, kubeconfig=kubeconfig(), stdin=stdin, timeout=120)
     if check and result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
     return result.stdout
@@ -25,7 +43,7 @@ def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
 
 def get(*args: str) -> Any:
     """`kubectl get ... -o json`, or None when it fails (for example: not found)."""
-    result = kube.kubectl("get", *args, "-o", "json", timeout=60)
+    result = kube.kubectl("get", *args, "-o", "json", kubeconfig=kubeconfig(), timeout=60)
     return json.loads(result.stdout) if result.returncode == 0 else None
 
 
@@ -55,7 +73,7 @@ def is_ready(pod: dict[str, Any]) -> bool:
 @contextlib.contextmanager
 def port_forward(namespace: str, target: str, port: int) -> Iterator[int]:
     """`kubectl port-forward TARGET :PORT` (API server -> kubelet -> the pod); the local port."""
-    argv = [str(kube.kubectl_path()), f"--kubeconfig={kube.admin_kubeconfig()}"]
+    argv = [str(kube.kubectl_path()), f"--kubeconfig={kubeconfig()}"]
     argv += [f"--namespace={namespace}", "port-forward", target, f":{port}"]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as fwd:
         try:
@@ -75,10 +93,11 @@ def http_get(port: int, path: str) -> str:
 def helm(
     home: Path, namespace: str, *args: str, timeout: float = 240
 ) -> subprocess.CompletedProcess[str]:
-    """helm against the test bed, with its cache and config under `home` (not the user's)."""
+    """helm against the test bed (or `against`'s cluster), with its cache and config under
+    `home` (not the user's)."""
     env = {
         **os.environ,
-        "KUBECONFIG": str(kube.admin_kubeconfig()),
+        "KUBECONFIG": str(kubeconfig()),
         "HELM_CACHE_HOME": str(home / "cache"),
         "HELM_CONFIG_HOME": str(home / "config"),
         "HELM_DATA_HOME": str(home / "data"),

@@ -13,7 +13,7 @@ import http.client
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,13 +78,15 @@ class Platform:
     home: Path
     values_file: Path
     ready_seconds: float
+    release: str = RELEASE
 
     def helm(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return helm(self.home, self.namespace, *args, timeout=timeout)
 
     def pods(self, component: str) -> list[dict[str, Any]]:
         """The component's pods that are not on their way out."""
-        selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}"
+        selector = f"app.kubernetes.io/instance={self.release}"
+        selector += f",app.kubernetes.io/component={component}"
         listed = get("pods", f"--namespace={self.namespace}", "-l", selector)
         return [p for p in listed["items"] if not p["metadata"].get("deletionTimestamp")]
 
@@ -138,16 +140,30 @@ def pod_address(namespace: str, host: str) -> str:
     return str(pod["status"]["podIP"])
 
 
+Resolve = Callable[[str, int], tuple[str, int]]
+
+
 def webhdfs(
-    namespace: str, host: str, method: str, path: str, op: str, body: bytes | None = None
+    namespace: str,
+    host: str,
+    method: str,
+    path: str,
+    op: str,
+    body: bytes | None = None,
+    resolve: Resolve | None = None,
 ) -> tuple[int, bytes]:
-    """One WebHDFS call to the NameNode at `host`; a redirect to a DataNode is followed."""
+    """One WebHDFS call to the NameNode at `host`; a redirect to a DataNode is followed.
+    `resolve` maps a (host, port) the NameNode names to where this machine reaches it (a
+    port-forward); by default a pod's DNS name to its address, which this machine routes."""
     query = urllib.parse.urlencode({"op": op, "user.name": "cryptopipe-test", "overwrite": "false"})
     url = f"http://{host}:{WEBHDFS_PORT}/webhdfs/v1{path}?{query}"
     for _ in range(2):
         parts = urllib.parse.urlsplit(url)
-        address = pod_address(namespace, str(parts.hostname))
-        connection = http.client.HTTPConnection(address, parts.port, timeout=30)
+        if resolve is None:
+            address, port = pod_address(namespace, str(parts.hostname)), parts.port
+        else:
+            address, port = resolve(str(parts.hostname), int(parts.port or WEBHDFS_PORT))
+        connection = http.client.HTTPConnection(address, port, timeout=30)
         connection.request(method, f"{parts.path}?{parts.query}", body=body)
         answer = connection.getresponse()
         data = answer.read()

@@ -1,7 +1,11 @@
 """A kind cluster on this machine, offline, with podman, leaving the host as it found it.
 
-    python -m cryptopipe_testbed.kind_cluster create|delete|image [--name NAME]
+    python -m cryptopipe_testbed.kind_cluster create|delete|image|env [--name NAME]
+    python -m cryptopipe_testbed.kind_cluster kind ARGS...   (kind with the podman provider)
     (scripts/kind-offline is the same command)
+
+`env` prints KUBECONFIG, KIND, KUBECTL and HELM as shell assignments: the cluster's kubeconfig
+and the binaries the test bed builds (first, unless --no-build), for `scripts/cluster --offline`.
 
 `create` builds the node image (kind_image) if needed, then runs `kind create cluster` with
 kind's podman provider on a podman network of our own. The node container is privileged, so
@@ -22,11 +26,12 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cryptopipe_testbed import kind_build, kind_image, node_host, paths, process
+from cryptopipe_testbed import kind_build, kind_image, kube_build, node_host, paths, process
 from cryptopipe_testbed.components import images
 
 CLUSTER = "cryptopipe"
@@ -196,12 +201,26 @@ def peak_memory(name: str = CLUSTER) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(argv if argv is not None else sys.argv[1:])
+    if argv[:1] == ["kind"]:
+        kind_build.build_all()
+        return subprocess.run([str(kind_build.kind_bin() / "kind"), *argv[1:]],
+                              env=kind_env(), check=False).returncode  # fmt: skip
     parser = argparse.ArgumentParser(prog="scripts/kind-offline", description=__doc__)
-    parser.add_argument("command", choices=["create", "delete", "image"])
+    parser.add_argument("command", choices=["create", "delete", "image", "env"])
     parser.add_argument("--name", default=CLUSTER)
+    parser.add_argument("--no-build", action="store_true", help="env: only name the paths")
     args = parser.parse_args(argv)
     if args.command == "image":
         print(kind_image.build())
+    elif args.command == "env":
+        if not args.no_build:
+            kube_build.build_all()
+            kind_build.build_all()
+        print(f"KUBECONFIG={kubeconfig_path(args.name)}")
+        print(f"KIND={kind_build.kind_bin() / 'kind'}")
+        print(f"KUBECTL={kube_build.kube_bin() / 'kubectl'}")
+        print(f"HELM={kube_build.helm_bin() / 'helm'}")
     elif args.command == "create":
         seconds = create(args.name)
         print(f"kind cluster {args.name}: ready ({seconds:.0f}s); KUBECONFIG="

@@ -63,8 +63,9 @@ def test_dry_run_up_on_kind_prints_the_exact_commands_in_order() -> None:
     assert steps[1] == "kind create cluster --name cryptopipe --config - <<EOF"
     assert 'node-labels: "ingress-ready=true"' in result.stdout
     assert steps[2] == f"{ROOT}/scripts/images build"
-    assert steps[3].startswith("podman save --format docker-archive -o ")
-    assert steps[3].endswith("/operator.tar localhost/cryptopipe/operator:0.1.0")
+    # Our images live in the images' own podman store: `scripts/images save` reads it.
+    assert steps[3].startswith(f"{ROOT}/scripts/images save /")
+    assert steps[3].endswith(" operator producer spark trainer dashboard hadoop hive-metastore")
     loads = [s for s in steps if s.startswith("kind load image-archive")]
     assert len(loads) == 7 and all(s.endswith("--name cryptopipe") for s in loads)
     assert any("hive-metastore.tar" in s for s in loads)
@@ -116,3 +117,33 @@ def test_dry_run_down_removes_every_release() -> None:
         "strimzi",
     ]
     assert steps[-1] == "kind delete cluster --name cryptopipe"
+
+
+def test_offline_up_needs_a_kafka_and_refuses_minikube() -> None:
+    missing = cluster("up", "--kind", "--offline", "--dry-run")
+    assert missing.returncode == 2
+    assert "--offline needs --kafka-bootstrap" in missing.stderr
+    minikube = cluster("up", "--minikube", "--offline", "--dry-run", "--kafka-bootstrap", "k:9092")
+    assert minikube.returncode == 2
+    assert "--offline works with kind only" in minikube.stderr
+
+
+def test_dry_run_offline_up_installs_stand_ins_and_an_external_kafka() -> None:
+    result = cluster("up", "--kind", "--offline", "--dry-run", "--kafka-bootstrap", "10.0.0.5:9094")
+    assert result.returncode == 0, result.stderr
+    steps = commands(result.stdout)
+    assert steps[0] == f"{ROOT}/scripts/kind-offline create --name cryptopipe"
+    assert any("-m cryptopipe_testbed.cluster_standins " in s for s in steps)
+    loads = [s for s in steps if " kind load image-archive " in s]
+    assert len(loads) == 7 and all(s.startswith(f"{ROOT}/scripts/kind-offline kind") for s in loads)
+    assert not any("ingress-nginx" in s or "strimzi" in s for s in steps)
+    (spark_operator,) = [s for s in steps if " spark-operator " in s and " upgrade " in s]
+    assert "--set image.pullPolicy=Never" in spark_operator
+    assert "--set webhook.enable=true" in spark_operator
+    (platform,) = [s for s in steps if "upgrade --install cryptopipe-platform" in s]
+    assert "--set kafka.provider=external" in platform
+    assert "--set kafka.external.bootstrapServers=10.0.0.5:9094" in platform
+    assert "--set postgres.image.pullPolicy=Never" in platform
+    assert not any("wait kafka/cryptopipe" in s for s in steps)
+    assert all("--kubeconfig=" in s for s in steps if s.split()[0].endswith(("kubectl", "helm")))
+    assert "export KUBECONFIG=" in result.stdout
