@@ -191,13 +191,29 @@ def delete(name: str = CLUSTER) -> list[str]:
     return undone
 
 
-def peak_memory(name: str = CLUSTER) -> int:
-    """Bytes: the node container's peak memory so far (its cgroup v1 high-water mark)."""
+def node_cgroup(controller: str, name: str = CLUSTER) -> Path:
+    """The node container's cgroup (v1) folder for `controller` (memory, cpuacct, ...)."""
     cgroup = images.podman(
         "inspect", "--format", "{{.State.CgroupPath}}", node_container(name)
     ).stdout.strip()
-    usage = Path("/sys/fs/cgroup/memory") / cgroup.lstrip("/") / "memory.max_usage_in_bytes"
-    return int(usage.read_text())
+    return Path("/sys/fs/cgroup") / controller / cgroup.lstrip("/")
+
+
+def peak_memory(name: str = CLUSTER) -> int:
+    """Bytes: the node container's peak memory since creation or the last reset (its cgroup v1
+    high-water mark, which counts page cache too: loaded images, written files)."""
+    return int((node_cgroup("memory", name) / "memory.max_usage_in_bytes").read_text())
+
+
+def reset_peak_memory(name: str = CLUSTER) -> None:
+    (node_cgroup("memory", name) / "memory.max_usage_in_bytes").write_text("0")
+
+
+def resident_memory(name: str = CLUSTER) -> int:
+    """Bytes: the node container's resident memory now (rss, without page cache)."""
+    stat = (node_cgroup("memory", name) / "memory.stat").read_text().split()
+    fields = dict(zip(stat[::2], stat[1::2], strict=True))
+    return int(fields["total_rss"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,24 +1,33 @@
-"""The whole pipeline in real pods, as docs/cluster.md tells a user, on the test
-bed's real node: from `kubectl apply` of one CryptoPipeline to forecasts on the dashboard.
+"""The README's cluster quickstart, command by command, on a real kind cluster made offline:
+from `scripts/cluster up --kind --offline` and `kubectl apply` of one CryptoPipeline to forecasts
+on the dashboard, then `scripts/cluster down --kind --offline --delete-cluster`, which leaves the
+host as it found it.
 
-The platform chart (HDFS, Hive metastore, PostgreSQL; Kafka `external`: the test bed's broker
-through its pod listener) and the operator chart (values from the platform's ConfigMap) are
-installed with helm; the Kubeflow spark-operator's controller (test bed component `sparkop`)
-runs the aggregator's SparkApplication, so its driver and executor are real pods. The pipeline
-replays the newest 100 days of the bundled real history in about 3 minutes; the driver pod is
-killed mid-stream and the restart policy brings it back from its checkpoint. Every stage's
-output is checked against the source: the candles on HDFS (and their Hive partitions) equal an
-independent pandas computation over the trades in the topic, the training Job registers a
-version and reports it, the predictor's forecasts follow the newest closed window, the
-dashboard pod shows them in Chromium, and deleting the pipeline takes every child away. When a
-test fails, every pod's log and the namespace's events are kept under test-artifacts/.
+`scripts/cluster up` creates the kind cluster (node image assembled here, kind and kubeadm from
+the Go module proxy), builds and loads our images with `kind load image-archive`, installs the
+Kubeflow spark-operator from its own chart (its controller built from source on our Spark image:
+no registry gives upstream's), and `helm install`s the platform chart with values-kind.yaml
+(HDFS, Hive metastore, PostgreSQL from Debian's package; Kafka `external`: the test bed's broker
+through its pod listener, since Strimzi's images cannot be had) and the operator chart. The
+pipeline replays the newest 100 days of the bundled real history in about 6 minutes; the driver
+pod is killed mid-stream and the restart policy brings it back from its checkpoint. Every
+stage's output is checked against the source: the candles on HDFS (and their Hive partitions)
+equal an independent pandas computation over the trades in the topic, the training Job
+registers a version and reports it, the predictor's forecasts follow the newest closed window,
+the dashboard pod shows them in Chromium through `kubectl port-forward` (the README's route:
+no ingress controller image can be had), and deleting the pipeline takes every child away. The
+test reaches WebHDFS and the metastore through port-forwards too. When a test fails, every
+pod's log and the namespace's events are kept under test-artifacts/.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
+import os
+import subprocess
 import threading
 import time
 import uuid
@@ -34,8 +43,9 @@ import yaml
 from aggregate_support import TradeStream, mismatches, reference
 from browser_support import ARTIFACTS, chromium, page_text, screenshot
 from kafka_support import end_offset, read_topic
-from node_support import get, is_ready, kubectl, port_forward, wait_for
-from platform_support import THRIFT_PORT, Platform, installed, load_images, webhdfs
+from kind_support import differences, host_state
+from node_support import against, get, helm, is_ready, kubeconfig, kubectl, port_forward, wait_for
+from platform_support import THRIFT_PORT, WEBHDFS_PORT, Platform, webhdfs
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -45,94 +55,59 @@ from cryptopipe_operator.children.aggregator import spark_memory
 from cryptopipe_operator.status import READY_REQUIRES
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.codec import decode
-from cryptopipe_testbed import upstream_crds
-from cryptopipe_testbed.components import images, kafka, kube, node, spark_operator
+from cryptopipe_testbed import kind_cluster, versions
+from cryptopipe_testbed.components import kube
 from testbed_plugin import TestbedSession
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
+CLUSTER_SCRIPT = ROOT / "scripts" / "cluster"
 OPERATOR_CHART = ROOT / "charts" / "cryptopipe-operator"
+# What scripts/cluster installs: its namespace and release names.
+NAMESPACE = "cryptopipe"
+PLATFORM_RELEASE = "cryptopipe-platform"
 OPERATOR_RELEASE = "cryptopipe-operator"
-PIPELINE = "replay-e2e"
-HOST_KAFKA = f"{kafka.HOST}:{kafka.BROKER_PORT}"
-REAL = {node.NODE_LABEL[0]: node.NODE_LABEL[1]}
+CLUSTER = kind_cluster.CLUSTER
+EXAMPLE = ROOT / "examples" / "replay.yaml"
+EXAMPLE_MANIFEST = yaml.safe_load(EXAMPLE.read_text())
+PIPELINE = EXAMPLE_MANIFEST["metadata"]["name"]
 INTERVAL = "1h"
-WATERMARK = "2m"
+WATERMARK = EXAMPLE_MANIFEST["spec"]["watermark"]
 RESUBMIT_MEMORY = "896Mi"  # the aggregator's memory after the spec change (768Mi before)
-HDFS_BASE = "/cryptopipe"
+HDFS_BASE = EXAMPLE_MANIFEST["spec"]["sinks"]["hdfs"]["path"]
+HIVE_DATABASE = EXAMPLE_MANIFEST["spec"]["sinks"]["hive"]["database"]
 # The newest 100 days of the bundled hourly history: 2,400 candles in 100 daily partitions,
 # replayed in about 6 minutes, so that the driver can be killed while trades still arrive: on a
 # fresh machine of this kind the first candle reached Hive 237 s after `kubectl apply`, when a
 # 3-minute replay had already ended.
-REPLAY_TAIL = 2400
-REPLAY_SPEED = 25_000
-HIVE_DATABASE = "cryptopipe"
+REPLAY_TAIL = EXAMPLE_MANIFEST["spec"]["source"]["replay"]["tail"]
 CHILD_KINDS = "configmaps,services,deployments,jobs,cronjobs,ingresses,sparkapplications"
-KUBEPODS_MEMORY = Path("/sys/fs/cgroup/memory/kubepods")
-KUBEPODS_CPU = Path("/sys/fs/cgroup/cpuacct/kubepods")
+DATANODE_PORT = 9864
+DASHBOARD_SERVICE_PORT = 80
 
 
 def pipeline_manifest(symbol: str) -> dict[str, Any]:
-    """The example's replay pipeline, sized for 2 shared cores: a small model evaluated on the
-    newest 1,500 hours, and small requests for every pod."""
-    return {
-        "apiVersion": "cryptopipe.io/v1alpha1",
-        "kind": "CryptoPipeline",
-        "metadata": {"name": PIPELINE},
-        "spec": {
-            "symbol": symbol,
-            "source": {
-                "kind": "replay",
-                "replay": {
-                    "data": "embedded",
-                    "speed": REPLAY_SPEED,
-                    "shiftToNow": True,
-                    "tail": REPLAY_TAIL,
-                },
-            },
-            "intervals": [INTERVAL],
-            "watermark": WATERMARK,
-            "sinks": {
-                "hdfs": {"enabled": True, "path": HDFS_BASE},
-                "hive": {"enabled": True, "database": HIVE_DATABASE},
-                "kafka": {"enabled": True, "partitions": 1, "replication": 1},
-                "sheets": {"enabled": False},
-            },
-            "model": {
-                "interval": INTERVAL,
-                "lookback": 24,
-                "horizon": 3,
-                "layers": 1,
-                "units": 16,
-                "epochs": 3,
-                "history": 1500,
-                "testSize": 100,
-                "folds": 1,
-                "schedule": "0 3 * * *",
-            },
-            "dashboard": {"enabled": True, "host": "replay-e2e.cryptopipe.local"},
-            "resources": {
-                "producer": {"cpu": "50m", "memory": "256Mi"},
-                "aggregator": {"cpu": "250m", "memory": "768Mi"},
-                "trainer": {"cpu": "250m", "memory": "1536Mi"},
-                "predictor": {"cpu": "50m", "memory": "768Mi"},
-                "dashboard": {"cpu": "50m", "memory": "384Mi"},
-            },
-        },
-    }
+    """The README's replay example as it is, with only the symbol changed: new topics, a new
+    checkpoint and a new registry on every run."""
+    manifest: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    manifest["spec"]["symbol"] = symbol
+    return manifest
 
 
 @dataclass
 class CpuSampler:
-    """CPU seconds of each pod of a namespace, from its cgroup (cpuacct, cgroup v1), sampled
-    while it runs: a finished pod's cgroup goes with it."""
+    """CPU seconds of each pod of a namespace, from its cgroup (cpuacct, cgroup v1) inside the
+    kind node container's, sampled while it runs: a finished pod's cgroup goes with it."""
 
     namespace: str
+    root: Path
     seconds: dict[str, tuple[str, float]] = field(default_factory=dict)  # uid -> (stage, s)
+    peak_rss: int = 0  # bytes, the node container's, at the samples
     stop: threading.Event = field(default_factory=threading.Event)
 
     def sample(self) -> None:
+        self.peak_rss = max(self.peak_rss, kind_cluster.resident_memory(CLUSTER))
         listed = get("pods", f"--namespace={self.namespace}") or {"items": []}
         for pod in listed["items"]:
             uid = pod["metadata"]["uid"]
@@ -143,7 +118,9 @@ class CpuSampler:
             if labels.get("spark-role"):
                 stage = f"aggregator ({labels['spark-role']})"
             try:
-                for usage in KUBEPODS_CPU.glob(f"**/pod{uid}/cpuacct.usage"):
+                # The kubelet's systemd cgroup driver: ...-pod<uid, "_" for "-">.slice
+                pattern = f"**/*pod{uid.replace('-', '_')}.slice/cpuacct.usage"
+                for usage in self.root.glob(pattern):
                     used = int(usage.read_text()) / 1e9
                     self.seconds[uid] = (stage, max(used, self.seconds.get(uid, ("", 0.0))[1]))
             except FileNotFoundError:
@@ -164,8 +141,10 @@ class CpuSampler:
 class Stack:
     namespace: str
     platform: Platform
-    operator_values: Path
     symbol: str
+    kafka: str  # the test bed's broker, from this machine
+    host_before: dict[str, Any]
+    timings: dict[str, float]
 
 
 def keep_logs(namespace: str, folder: Path) -> None:
@@ -176,16 +155,46 @@ def keep_logs(namespace: str, folder: Path) -> None:
         name = pod["metadata"]["name"]
         for container in pod["spec"]["containers"]:
             for previous in (False, True):
-                result = kube.kubectl(
-                    "logs", name, f"--namespace={namespace}", f"--container={container['name']}",
-                    *(["--previous"] if previous else []), timeout=60,
+                result = subprocess.run(
+                    [*kubectl_argv(), "logs", name, f"--namespace={namespace}",
+                     f"--container={container['name']}", *(["--previous"] if previous else [])],
+                    capture_output=True, text=True, timeout=60, check=False,
                 )  # fmt: skip
                 if result.returncode == 0 and result.stdout:
                     suffix = ".previous" if previous else ""
                     (folder / f"{name}.{container['name']}{suffix}.log").write_text(result.stdout)
     for what in ("events", "pods,jobs,deployments,sparkapplications,cryptopipelines"):
-        result = kube.kubectl("get", what, f"--namespace={namespace}", "-o", "yaml", timeout=60)
+        result = subprocess.run(
+            [*kubectl_argv(), "get", what, f"--namespace={namespace}", "-o", "yaml"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
         (folder / f"{what.split(',')[0]}.yaml").write_text(result.stdout + result.stderr)
+
+
+def kubectl_argv() -> list[str]:
+    return [str(kube.kubectl_path()), f"--kubeconfig={kubeconfig()}"]
+
+
+def cluster(*args: str, timeout: float = 2400) -> float:
+    """`scripts/cluster ARGS --kind --offline`, as the README gives it; its seconds. Its output
+    goes to the test's log as it comes."""
+    argv = [str(CLUSTER_SCRIPT), *args, "--kind", "--offline"]
+    print(f"$ {' '.join(argv)}", flush=True)
+    began = time.monotonic()
+    subprocess.run(argv, check=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return round(time.monotonic() - began, 1)
+
+
+def tune_operator(home: Path) -> None:
+    """Two settings of the operator chart for a test (a deviation from the README's defaults):
+    reconcile every 5 s, not 30; and a finished replay's newest trade may be an hour old, not 5
+    minutes, before DataFresh turns False."""
+    result = helm(
+        home, NAMESPACE, "upgrade", OPERATOR_RELEASE, str(OPERATOR_CHART), "--reuse-values",
+        "--set", "operator.resyncSeconds=5", "--set", "platform.freshness.maxAgeSeconds=3600",
+        "--wait", "--timeout=180s",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -194,48 +203,57 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
 ) -> Iterator[Stack]:
-    env = testbed.ensure("kafka", "kube", "node", "images", "sparkop")
-    imported = load_images(extra=("operator", "spark", "trainer", "dashboard"))
-    print(f"images imported into containerd (seconds; 0.0: already there): {imported}")
-    # Helm installs a chart's CRD only when it is absent: apply ours, which may be newer.
-    for path in [*upstream_crds.crd_files(), *sorted((OPERATOR_CHART / "crds").glob("*.yaml"))]:
-        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-    suffix = uuid.uuid4().hex[:6]
-    namespace = f"e2e-{suffix}"
+    # The test bed's broker, which kind's pods reach through the address of its pod listener.
+    env = testbed.ensure("kafka", "kube", "node", "images")
+    host_kafka = env["CRYPTOPIPE_KAFKA_BOOTSTRAP"]
+    if CLUSTER in kind_cluster.clusters():  # left by an interrupted run: start from none
+        kind_cluster.delete(CLUSTER)
+    subprocess.run([str(ROOT / "scripts" / "kind-offline"), "image"], check=True, timeout=1800)
+    before = host_state()  # once the node image exists: building it is not the cluster's doing
+    timings: dict[str, float] = {}
     home = tmp_path_factory.mktemp("helm")
-    kubectl("create", "namespace", namespace)
-    kubectl("label", "namespace", namespace, "=".join(spark_operator.NAMESPACE_LABEL))
     failed_before = request.session.testsfailed
     try:
-        with installed(env, home, namespace) as platform:
-            info = get("configmap", "cryptopipe-platform", f"--namespace={namespace}")
-            values = yaml.safe_load(info["data"]["operator-values.yaml"])
-            values["platform"]["scheduling"] = {"nodeSelector": REAL}
-            # A finished replay's newest trade only ages: an hour, not the default 5 minutes.
-            values["platform"]["freshness"] = {"enabled": True, "maxAgeSeconds": 3600}
-            values |= {
-                # Unique: the chart's ClusterRoles are named after it.
-                "fullnameOverride": f"cpo-e2e-{suffix}",
-                "image": {"registry": images.registry(), "tag": images.project_version()},
-                "nodeSelector": REAL,
-                "watchNamespaces": [namespace],
-                "operator": {"resyncSeconds": 5},
-            }
-            operator_values = home / "operator-values.yaml"
-            operator_values.write_text(yaml.safe_dump(values))
-            result = platform.helm(
-                "install", OPERATOR_RELEASE, str(OPERATOR_CHART), "-f", str(operator_values),
-                "--wait", "--timeout=180s",
-            )  # fmt: skip
-            assert result.returncode == 0, result.stderr
+        timings["scripts/cluster up"] = cluster(
+            "up", "--kafka-bootstrap", env["CRYPTOPIPE_KAFKA_POD_BOOTSTRAP"]
+        )
+        with against(kind_cluster.kubeconfig_path(CLUSTER)):
+            began = time.monotonic()
+            tune_operator(home)
+            timings["operator tuned"] = round(time.monotonic() - began, 1)
+            platform = Platform(NAMESPACE, home, home / "unused", 0.0, release=PLATFORM_RELEASE)
+            suffix = uuid.uuid4().hex[:6]
             try:
-                yield Stack(namespace, platform, operator_values, f"E{suffix.upper()}USDT")
+                yield Stack(
+                    NAMESPACE, platform, f"E{suffix.upper()}USDT", host_kafka, before, timings
+                )
             finally:
                 if request.session.testsfailed > failed_before:
-                    keep_logs(namespace, ARTIFACTS / f"cluster-pipeline-{namespace}")
-                platform.helm("uninstall", OPERATOR_RELEASE, "--wait", "--timeout=90s")
+                    keep_logs(NAMESPACE, ARTIFACTS / f"cluster-pipeline-{suffix}")
     finally:
-        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        if CLUSTER in kind_cluster.clusters():  # the test did not get to its own `down`
+            cluster("down", "--delete-cluster", timeout=600)
+
+
+@contextlib.contextmanager
+def forwarded_platform(platform: Platform) -> Iterator[tuple[str, int, Any]]:
+    """Port-forwards to the metastore, the NameNode and the DataNode, as a user reaches them
+    from outside the cluster: the metastore's address and port, and WebHDFS's resolver."""
+    metastore_pod = wait_for("the metastore", lambda: platform.ready_pod("hive-metastore"))
+    namenode_pod = wait_for("the NameNode", lambda: platform.ready_pod("hdfs-namenode"))
+    datanode_pod = wait_for("the DataNode", lambda: platform.ready_pod("hdfs-datanode"))
+    ns = platform.namespace
+    with (
+        port_forward(ns, f"pod/{metastore_pod['metadata']['name']}", THRIFT_PORT) as thrift,
+        port_forward(ns, f"pod/{namenode_pod['metadata']['name']}", WEBHDFS_PORT) as namenode,
+        port_forward(ns, f"pod/{datanode_pod['metadata']['name']}", DATANODE_PORT) as datanode,
+    ):
+
+        def resolve(host: str, port: int) -> tuple[str, int]:
+            # The NameNode redirects reads and writes to the DataNode by its cluster DNS name.
+            return ("127.0.0.1", datanode if port == DATANODE_PORT else namenode)
+
+        yield "127.0.0.1", thrift, resolve
 
 
 def condition(namespace: str, kind: str) -> dict[str, Any] | None:
@@ -255,9 +273,9 @@ def pod_of(namespace: str, component: str) -> dict[str, Any] | None:
     return next((p for p in pods if is_ready(p)), None)
 
 
-def hdfs_files(namespace: str, namenode: str, folder: str) -> list[str]:
+def hdfs_files(namespace: str, resolve: Any, folder: str) -> list[str]:
     """Paths of the data files under an HDFS folder (WebHDFS LISTSTATUS, recursively)."""
-    status, body = webhdfs(namespace, namenode, "GET", folder, "LISTSTATUS")
+    status, body = webhdfs(namespace, "namenode", "GET", folder, "LISTSTATUS", resolve=resolve)
     if status == 404:
         return []
     assert status == 200, body
@@ -265,25 +283,24 @@ def hdfs_files(namespace: str, namenode: str, folder: str) -> list[str]:
     for entry in json.loads(body)["FileStatuses"]["FileStatus"]:
         path = f"{folder}/{entry['pathSuffix']}"
         if entry["type"] == "DIRECTORY":
-            out += hdfs_files(namespace, namenode, path)
+            out += hdfs_files(namespace, resolve, path)
         elif path.endswith(".parquet") and not entry["pathSuffix"].startswith(("_", ".")):
             out.append(path)
     return out
 
 
-def parquet_candles(namespace: str, namenode: str, symbol: str) -> list[dict[str, Any]]:
+def parquet_candles(namespace: str, resolve: Any, symbol: str) -> list[dict[str, Any]]:
     """Every candle row on HDFS, with the partition columns its path carries."""
     folder = f"{HDFS_BASE}/candles/symbol={symbol}/interval={INTERVAL}"
     rows: list[dict[str, Any]] = []
-    for path in hdfs_files(namespace, namenode, folder):
-        status, body = webhdfs(namespace, namenode, "GET", path, "OPEN")
+    for path in hdfs_files(namespace, resolve, folder):
+        status, body = webhdfs(namespace, "namenode", "GET", path, "OPEN", resolve=resolve)
         assert status == 200, body[:200]
         for row in pq.read_table(io.BytesIO(body)).to_pylist():
             rows.append({**row, "symbol": symbol, "interval": INTERVAL})
     return rows
 
 
-# The module's set-up (images, the platform's install) counts too: about 7 minutes in all here.
 def first_batch_id(namespace: str, driver_pod: str) -> int | None:
     """The id of the first micro-batch a driver logged (its JSON `batch` lines), if any yet."""
     logs = kubectl(
@@ -308,20 +325,41 @@ def checkpoint_argument(app: dict[str, Any]) -> str:
     return arguments[arguments.index("--checkpoint") + 1]
 
 
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(2700)  # `scripts/cluster up` in the set-up counts too
 def test_apply_to_candles_model_forecasts_and_dashboard_then_delete(
     stack: Stack, tmp_path: Path
 ) -> None:
-    ns, symbol = stack.namespace, stack.symbol
+    # One kind node, Ready, of the version the node image was built for.
+    (kind_node,) = get("nodes")["items"]
+    assert {c["type"]: c["status"] for c in kind_node["status"]["conditions"]}["Ready"] == "True"
+    assert kind_node["status"]["nodeInfo"]["kubeletVersion"] == versions.KUBERNETES
+    with forwarded_platform(stack.platform) as (metastore, thrift_port, resolve):
+        run_pipeline(stack, tmp_path, metastore, thrift_port, resolve)
+    peak = kind_cluster.peak_memory(CLUSTER)
+    print(f"the kind node container's peak memory from `kubectl apply` on, page cache "
+          f"included: {peak / 2**30:.2f} GiB")  # fmt: skip
+
+    # The README's last step: every release uninstalled and the cluster deleted, leaving the
+    # host as it was before `scripts/cluster up`.
+    stack.timings["scripts/cluster down --delete-cluster"] = cluster("down", "--delete-cluster")
+    print(f"timings: {stack.timings}")
+    assert CLUSTER not in kind_cluster.clusters()
+    left = differences(stack.host_before, host_state())
+    assert not left, f"the host changed: {left}"
+
+
+def run_pipeline(
+    stack: Stack, tmp_path: Path, metastore: str, thrift_port: int, resolve: Any
+) -> None:
+    ns, symbol, host_kafka = stack.namespace, stack.symbol, stack.kafka
     trades_topic, forecasts_topic = topics.trades(symbol), topics.forecasts(symbol)
     replayed = recorded.load_embedded()[-REPLAY_TAIL:]
     total = len(replay.klines_to_trades(replayed, symbol, "coinbase"))
-    if KUBEPODS_MEMORY.exists():
-        (KUBEPODS_MEMORY / "memory.max_usage_in_bytes").write_text("0")  # reset the peak
-    sampler = CpuSampler(ns)
+    kind_cluster.reset_peak_memory(CLUSTER)
+    sampler = CpuSampler(ns, kind_cluster.node_cgroup("cpuacct", CLUSTER))
     sampling = threading.Thread(target=sampler.run, daemon=True)
     sampling.start()
-    timings: dict[str, float] = {}
+    timings = stack.timings
     began, applied_at = time.monotonic(), time.time()
 
     def mark(what: str) -> None:
@@ -346,14 +384,12 @@ def test_apply_to_candles_model_forecasts_and_dashboard_then_delete(
         return pods if roles >= {"driver", "executor"} else []
 
     spark_pods = wait_for("the driver and an executor running", running_spark_pods, 300)
-    assert all(p["spec"]["nodeName"] == node.NODE_NAME for p in spark_pods)
-
-    namenode = stack.platform.ip("hdfs-namenode")
-    metastore = stack.platform.ip("hive-metastore")
+    node_name = kind_cluster.node_container(CLUSTER)
+    assert all(p["spec"]["nodeName"] == node_name for p in spark_pods)
 
     def hive_partitions() -> list[str]:
         try:
-            names = hms.get_partition_names(metastore, THRIFT_PORT, HIVE_DATABASE, "candles")
+            names = hms.get_partition_names(metastore, thrift_port, HIVE_DATABASE, "candles")
         except hms.MetastoreError:
             return []
         return [n for n in names if n.startswith(f"symbol={symbol}/")]
@@ -364,7 +400,7 @@ def test_apply_to_candles_model_forecasts_and_dashboard_then_delete(
     # Kill the driver mid-stream: the SparkApplication's restart policy resubmits it, and it
     # continues from its checkpoint on HDFS (checked below: every candle exactly once).
     (driver,) = [p for p in spark_pods if p["metadata"]["labels"]["spark-role"] == "driver"]
-    published_trades = CommittedRecords(HOST_KAFKA, trades_topic)
+    published_trades = CommittedRecords(host_kafka, trades_topic)
     published = published_trades.count()
     assert published < total, "the replay ended before the driver was killed: slow it down"
     kubectl("delete", "pod", driver["metadata"]["name"], f"--namespace={ns}",
@@ -412,16 +448,16 @@ def test_apply_to_candles_model_forecasts_and_dashboard_then_delete(
     published_trades.close()
 
     # Candles equal an independent computation over the trades that are in the topic.
-    trades = [decode(value).record for value in read_topic(HOST_KAFKA, trades_topic)]
+    trades = [decode(value).record for value in read_topic(host_kafka, trades_topic)]
     assert len(trades) == total
     expected = reference(TradeStream([trades], garbage=0), [INTERVAL], WATERMARK).candles
     wait_for(
         f"all {len(expected)} final candles on HDFS",
-        lambda: len(parquet_candles(ns, namenode, symbol)) >= len(expected),
+        lambda: len(parquet_candles(ns, resolve, symbol)) >= len(expected),
         420,
     )
     mark("every candle on HDFS")
-    candles = parquet_candles(ns, namenode, symbol)
+    candles = parquet_candles(ns, resolve, symbol)
     problems = mismatches(candles, expected)
     assert not problems, f"{len(problems)} differences, first: {problems[:10]}"
     dates = {
@@ -445,9 +481,9 @@ def test_apply_to_candles_model_forecasts_and_dashboard_then_delete(
     print(f"ModelPromoted {promoted['status']}: {promoted['message']}")
 
     # Forecasts: the predictor names what made each; they follow the newest closed window.
-    wait_for("a forecast", lambda: end_offset(HOST_KAFKA, forecasts_topic) > 0, 600)
+    wait_for("a forecast", lambda: end_offset(host_kafka, forecasts_topic) > 0, 600)
     mark("a forecast (seen by the test)")
-    forecasts = [decode(value).record for value in read_topic(HOST_KAFKA, forecasts_topic)]
+    forecasts = [decode(value).record for value in read_topic(host_kafka, forecasts_topic)]
     newest = max(c["window_end"] for c in expected.to_dict("records"))
     made = max(f["made_at"] for f in forecasts)
     assert made == newest, (made, newest)  # from the newest closed window
@@ -456,11 +492,11 @@ def test_apply_to_candles_model_forecasts_and_dashboard_then_delete(
     first_emitted = min(f["ingest_time"] for f in forecasts).timestamp()
     timings["first forecast emitted"] = round(first_emitted - applied_at, 1)
 
-    # The dashboard pod shows the candles and a forecast, through port-forward.
-    pod = wait_for("the dashboard pod Ready", lambda: pod_of(ns, "dashboard"), 300)
-    port = pod["spec"]["containers"][0]["ports"][0]["containerPort"]
+    # The dashboard shows the candles and a forecast, through the README's route: a
+    # port-forward to its Service.
+    wait_for("the dashboard pod Ready", lambda: pod_of(ns, "dashboard"), 300)
     with (
-        port_forward(ns, f"pod/{pod['metadata']['name']}", port) as local,
+        port_forward(ns, f"svc/{PIPELINE}-dashboard", DASHBOARD_SERVICE_PORT) as local,
         chromium(tmp_path / "chromium") as driver,
     ):
         driver.get(f"http://127.0.0.1:{local}/")
@@ -489,11 +525,9 @@ def test_apply_to_candles_model_forecasts_and_dashboard_then_delete(
     print(f"Ready {ready['status']}: {ready['message']}")
     sampler.sample()
     sampler.stop.set()
-    if KUBEPODS_MEMORY.exists():
-        peak = int((KUBEPODS_MEMORY / "memory.max_usage_in_bytes").read_text())
-        print(f"peak memory of the node's pods: {peak / 2**30:.2f} GiB")
     print(f"CPU seconds per stage: {sampler.by_stage()}")
-    print(f"timings: {timings}")
+    print(f"the kind node container's resident memory, peak of the samples: "
+          f"{sampler.peak_rss / 2**30:.2f} GiB")  # fmt: skip
 
     # Deleting the pipeline: every child and every pod goes.
     kubectl("delete", "cpl", PIPELINE, f"--namespace={ns}", "--wait=true", "--timeout=120s")
