@@ -147,3 +147,8 @@ def test_dry_run_offline_up_installs_stand_ins_and_an_external_kafka() -> None:
     assert not any("wait kafka/cryptopipe" in s for s in steps)
     assert all("--kubeconfig=" in s for s in steps if s.split()[0].endswith(("kubectl", "helm")))
     assert "export KUBECONFIG=" in result.stdout
+    # The CRDs server-side before the operator chart: helm never upgrades a chart's crds/.
+    (crd,) = [s for s in steps if "--server-side" in s]
+    assert crd.endswith("charts/cryptopipe-operator/crds/cryptopipelines.yaml")
+    operator = next(i for i, s in enumerate(steps) if "upgrade --install cryptopipe-operator" in s)
+    assert steps.index(crd) < operator

@@ -407,3 +407,28 @@ def test_every_value_is_typed_and_described() -> None:
 
     for key, value in values.items():
         walk(schema["properties"][key], value, key)
+
+
+def test_disruption_budgets_cover_hdfs_the_metastore_and_the_operator(helm: str) -> None:
+    budgets = {d["metadata"]["name"]: d for d in render(helm) if d["kind"] == "PodDisruptionBudget"}
+    assert set(budgets) == {
+        "cryptopipe-hdfs-namenode",
+        "cryptopipe-hdfs-datanode",
+        "cryptopipe-hive-metastore",
+    }
+    workloads = {d["metadata"]["name"]: d for d in render(helm) if d["kind"] in WORKLOADS}
+    for name, budget in budgets.items():
+        assert budget["spec"] == {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": workloads[name]["spec"]["selector"]["matchLabels"]},
+        }
+    assert not [d for d in render(helm, "--set", "podDisruptionBudget.enabled=false")
+                if d["kind"] == "PodDisruptionBudget"]  # fmt: skip
+    operator = [
+        doc
+        for doc in yaml.safe_load_all(render_text(helm, chart=OPERATOR_CHART))
+        if doc and doc["kind"] in ("PodDisruptionBudget", "Deployment")
+    ]
+    (deployment,) = [d for d in operator if d["kind"] == "Deployment"]
+    (budget,) = [d for d in operator if d["kind"] == "PodDisruptionBudget"]
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
