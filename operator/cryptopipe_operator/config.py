@@ -51,6 +51,13 @@ class Spark:
 
 
 @dataclass(frozen=True)
+class Dashboard:
+    # The platform chart's read-only one (get, list and watch of CryptoPipelines in its
+    # namespace); empty: the dashboards get no Kubernetes access and list no pipelines.
+    service_account: str = ""
+
+
+@dataclass(frozen=True)
 class Scheduling:
     """Applied to every pod the operator creates (for example a kwok fake node's toleration)."""
 
@@ -71,6 +78,7 @@ class PlatformConfig:
     kafka: Kafka = field(default_factory=Kafka)
     storage: Storage = field(default_factory=Storage)
     spark: Spark = field(default_factory=Spark)
+    dashboard: Dashboard = field(default_factory=Dashboard)
     scheduling: Scheduling = field(default_factory=Scheduling)
     freshness: Freshness = field(default_factory=Freshness)
     ingress_class: str = ""

@@ -85,6 +85,7 @@ REPLAY_TAIL = EXAMPLE_MANIFEST["spec"]["source"]["replay"]["tail"]
 CHILD_KINDS = "configmaps,services,deployments,jobs,cronjobs,ingresses,sparkapplications"
 DATANODE_PORT = 9864
 DASHBOARD_SERVICE_PORT = 80
+DASHBOARD_SERVICE_ACCOUNT = "cryptopipe-dashboard"  # the platform chart's, for its default prefix
 
 
 def pipeline_manifest(symbol: str) -> dict[str, Any]:
@@ -301,6 +302,29 @@ def parquet_candles(namespace: str, resolve: Any, symbol: str) -> list[dict[str,
     return rows
 
 
+def assert_dashboard_reads_only_pipelines(namespace: str) -> None:
+    """The dashboards' ServiceAccount may get, list and watch CryptoPipelines in its namespace,
+    and nothing else (asked of the API server's authorizer)."""
+    who = f"--as=system:serviceaccount:{namespace}:{DASHBOARD_SERVICE_ACCOUNT}"
+
+    def can(*what: str) -> bool:
+        answer = kubectl("auth", "can-i", who, *what, check=False).strip()
+        return answer == "yes"
+
+    for verb in ("get", "list", "watch"):
+        assert can(verb, "cryptopipelines.cryptopipe.io", f"--namespace={namespace}"), verb
+    refused = [
+        ("create", "cryptopipelines.cryptopipe.io", f"--namespace={namespace}"),
+        ("patch", "cryptopipelines.cryptopipe.io", f"--namespace={namespace}"),
+        ("list", "cryptopipelines.cryptopipe.io", "--namespace=kube-system"),
+        ("list", "pods", f"--namespace={namespace}"),
+        ("get", "secrets", f"--namespace={namespace}"),
+        ("list", "configmaps", f"--namespace={namespace}"),
+    ]
+    for what in refused:
+        assert not can(*what), what
+
+
 def first_batch_id(namespace: str, driver_pod: str) -> int | None:
     """The id of the first micro-batch a driver logged (its JSON `batch` lines), if any yet."""
     logs = kubectl(
@@ -509,6 +533,22 @@ def run_pipeline(
         time.sleep(3)  # let the chart draw
         print(f"screenshot: {screenshot(driver, 'cluster-pipeline-dashboard')}")
         assert "Traceback" not in page_text(driver)
+
+        # Its Pipelines page lists this namespace's CryptoPipelines through the API server, as
+        # the dashboard's own read-only ServiceAccount (not "Local mode").
+        driver.get(f"http://127.0.0.1:{local}/pipelines")
+        listed = f"{PIPELINE} ({symbol})"
+        try:
+            WebDriverWait(driver, 120, poll_frequency=2).until(
+                lambda d: listed in page_text(d) and "last forecast:" in page_text(d)
+            )
+        except TimeoutException:
+            shot = screenshot(driver, "cluster-pipeline-pipelines-timeout")
+            pytest.fail(f"no {listed} on the Pipelines page ({shot}):\n{page_text(driver)}")
+        text = page_text(driver)
+        assert "Local mode" not in text and "Traceback" not in text, text
+        print(f"screenshot: {screenshot(driver, 'cluster-pipeline-pipelines')}")
+    assert_dashboard_reads_only_pipelines(ns)
 
     # `kubectl get cpl`: Ready, and every condition Ready needs true, DataFresh too (from the
     # producer pod's metrics). Not among them: ModelPromoted, which may honestly be False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from cryptopipe_jobs.train.main import build_parser as train_parser
 from cryptopipe_operator import children
 from cryptopipe_operator.children import aggregator, configmap, kafka_topics, training
 from cryptopipe_operator.children.common import CONFIG_HASH, MAX_CHILD_NAME, Pipeline
-from cryptopipe_operator.config import config_from_mapping
+from cryptopipe_operator.config import Dashboard, config_from_mapping
 from cryptopipe_schemas.crd import MAX_NAME
 from cryptopipe_schemas.spec import load_spec_file, spec_from_document, to_mapping
 from operator_support import CONFIG, pipeline
@@ -292,6 +293,30 @@ def test_every_entry_point_accepts_the_arguments_its_builder_passes() -> None:
     assert settings.kafka_bootstrap == "kafka:9092"
     assert settings.symbols == ("BTCUSDT",)
     assert settings.registry == f"{CONFIG.storage.webhdfs_url}/cryptopipe/models/team/btc"
+    # Without the platform's ServiceAccount: no Kubernetes access, no namespace to list.
+    assert settings.namespace is None
+    assert "serviceAccountName" not in dashboard_deployment(objs)["spec"]["template"]["spec"]
+
+
+def dashboard_deployment(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    (found,) = [
+        d for d in by_kind(objs)["Deployment"] if d["metadata"]["name"].endswith("-dashboard")
+    ]
+    return found
+
+
+def test_the_dashboard_lists_its_namespaces_pipelines_as_the_platforms_account() -> None:
+    config = dataclasses.replace(
+        CONFIG, dashboard=Dashboard(service_account="cryptopipe-dashboard")
+    )
+    objs = children.desired(pipeline({"dashboard": {"enabled": True}}), config)
+    args = containers_by_name(objs)["dashboard"]["args"]
+    assert parse_dashboard_flags(args[args.index("--") + 1 :]).namespace == "team"
+    deployment = dashboard_deployment(objs)
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "cryptopipe-dashboard"
+    for other in by_kind(objs)["Deployment"]:
+        if other is not deployment:  # no other pod needs the API server
+            assert "serviceAccountName" not in other["spec"]["template"]["spec"]
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)

@@ -369,11 +369,9 @@ def test_external_database_uses_the_users_secret_and_no_statefulset(helm: str) -
 def test_spark_rbac_in_each_pipeline_namespace(helm: str) -> None:
     docs = render(helm, "--set", "spark.namespaces={team-a,team-b}")
     for kind in ("ServiceAccount", "Role", "RoleBinding"):
-        assert sorted(d["metadata"]["namespace"] for d in by_kind(docs, kind)) == [
-            "team-a",
-            "team-b",
-        ]
-    role = by_kind(docs, "Role")[0]
+        spark = [d for d in by_kind(docs, kind) if d["metadata"]["name"] == "cryptopipe-spark"]
+        assert sorted(d["metadata"]["namespace"] for d in spark) == ["team-a", "team-b"]
+    role = next(r for r in by_kind(docs, "Role") if r["metadata"]["name"] == "cryptopipe-spark")
     assert "pods" in role["rules"][0]["resources"] and "create" in role["rules"][0]["verbs"]
 
 
@@ -432,3 +430,28 @@ def test_disruption_budgets_cover_hdfs_the_metastore_and_the_operator(helm: str)
     (deployment,) = [d for d in operator if d["kind"] == "Deployment"]
     (budget,) = [d for d in operator if d["kind"] == "PodDisruptionBudget"]
     assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+
+
+def test_dashboards_read_only_their_namespaces_pipelines(helm: str) -> None:
+    docs = render(helm, "--set", "spark.namespaces={team,lab}")
+    roles = [
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-dashboard")
+    ]
+    assert {r["metadata"]["namespace"] for r in roles} == {"team", "lab"}
+    for role in roles:
+        assert role["rules"] == [
+            {"apiGroups": ["cryptopipe.io"], "resources": ["cryptopipelines"],
+             "verbs": ["get", "list", "watch"]}
+        ]  # fmt: skip
+    bindings = [
+        d
+        for d in docs
+        if d["kind"] == "RoleBinding" and d["metadata"]["name"].endswith("-dashboard")
+    ]
+    assert {(b["subjects"][0]["name"], b["subjects"][0]["namespace"]) for b in bindings} == {
+        ("cryptopipe-dashboard", "team"),
+        ("cryptopipe-dashboard", "lab"),
+    }
+    info = one(docs, "ConfigMap", "cryptopipe-platform")
+    values = yaml.safe_load(info["data"]["operator-values.yaml"])
+    assert values["platform"]["dashboard"] == {"serviceAccount": "cryptopipe-dashboard"}

@@ -204,4 +204,6 @@ platform:
     hiveMetastoreUri: {{ include "platform.metastoreUri" . | quote }}
   spark:
     serviceAccount: {{ printf "%s-spark" (include "platform.prefix" .) | quote }}
+  dashboard:
+    serviceAccount: {{ printf "%s-dashboard" (include "platform.prefix" .) | quote }}
 {{- end }}

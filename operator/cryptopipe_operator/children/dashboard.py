@@ -27,7 +27,9 @@ def name(pipeline: Pipeline) -> str:
 
 def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
     """`streamlit run APP` with its server flags, then (after `--`) the dashboard's own flags
-    (cryptopipe_dashboard.config.parse): the pipeline's Kafka, symbol, intervals and registry."""
+    (cryptopipe_dashboard.config.parse): the pipeline's Kafka, symbol, intervals and registry,
+    and, given the dashboards' ServiceAccount, its namespace, whose CryptoPipelines the
+    Pipelines page lists."""
     spec = pipeline.spec
     return [
         "run", APP,
@@ -41,6 +43,7 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
         "--symbols", spec.symbol,
         "--intervals", ",".join(spec.intervals),
         "--registry", training.registry_web_location(pipeline, config),
+        *(["--namespace", pipeline.namespace] if config.dashboard.service_account else []),
     ]  # fmt: skip
 
 
@@ -63,6 +66,8 @@ def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
         config,
         digest(spec.symbol, spec.intervals, spec.model.interval, spec.dashboard),
     )
+    if config.dashboard.service_account:
+        template["spec"]["serviceAccountName"] = config.dashboard.service_account
     return deployment(pipeline, name(pipeline), COMPONENT, template)
 
 
