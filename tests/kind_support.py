@@ -3,32 +3,15 @@ may change on the host, so that a test can check `delete` undid all of it."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from cryptopipe_testbed import kind_cluster, node_host
-from cryptopipe_testbed.components import images, kube
+from cryptopipe_testbed import node_host
+from cryptopipe_testbed.components import images
 
 # The test bed's own node rewrites these while it runs; they are not the kind cluster's.
 TESTBED_MARKS = ("KUBE-", "cryptopipe-testbed", "cptb-")
-
-
-def kubectl(name: str, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
-    """kubectl against the kind cluster `name`; its stdout, or AssertionError with stderr."""
-    result = subprocess.run(
-        [str(Path(kube.kubectl_path())), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "KUBECONFIG": str(kind_cluster.kubeconfig_path(name))},
-        timeout=timeout,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
-    return result.stdout
 
 
 def _rules(command: str) -> list[str]:

@@ -53,15 +53,11 @@ def build_postgres() -> str:
 
 
 def save(folder: Path, references: list[str]) -> list[str]:
-    """One `podman save` archive per image, for `kind load image-archive`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    archives = []
-    for reference in references:
-        archive = folder / (reference.rsplit("/", 1)[1].replace(":", "-") + ".tar")
-        archive.unlink(missing_ok=True)
-        images.podman("save", "--format", "docker-archive", "-o", str(archive), reference)
-        archives.append(str(archive))
-    return archives
+    """One archive per image, for `kind load image-archive`."""
+    return [
+        str(images.save_archive(ref, folder / (ref.rsplit("/", 1)[1].replace(":", "-") + ".tar")))
+        for ref in references
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -122,10 +122,7 @@ def ensure(image: NodeImage, address: Path, state: Path) -> bool:
     ).stdout.split()
     if image.reference in listed and marker.exists() and marker.read_text() == image_id:
         return False
-    archive = state / f"{image.name}.tar"
-    state.mkdir(parents=True, exist_ok=True)
-    archive.unlink(missing_ok=True)
-    images.podman("save", "--format", "docker-archive", "-o", str(archive), image.reference)
+    archive = images.save_archive(image.reference, state / f"{image.name}.tar")
     process.run(ctr_argv(address, "images", "import", str(archive)), log=_log())
     archive.unlink()
     marker.write_text(image_id)

@@ -416,14 +416,18 @@ def _list() -> int:
     return 0
 
 
+def save_archive(image_reference: str, archive: Path) -> Path:
+    """A `podman save` docker-archive of one image (replacing `archive`), for `kind load
+    image-archive` or `ctr import`."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    archive.unlink(missing_ok=True)
+    podman("save", "--format", "docker-archive", "-o", str(archive), image_reference)
+    return archive
+
+
 def _save(folder: Path, names: Sequence[str]) -> int:
-    """One `podman save` archive per image, for `kind load image-archive` or `ctr import`."""
-    folder.mkdir(parents=True, exist_ok=True)
     for name in names or list(BY_NAME):
-        archive = folder / f"{name}.tar"
-        archive.unlink(missing_ok=True)
-        podman("save", "--format", "docker-archive", "-o", str(archive), reference(name))
-        print(archive)
+        print(save_archive(reference(name), folder / f"{name}.tar"))
     return 0
 
 
