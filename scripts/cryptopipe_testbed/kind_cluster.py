@@ -15,8 +15,9 @@ what it writes to the host is recorded first and undone by `delete`:
 - /lib/modules, which kind's podman provider mounts and this host lacks: made, then removed;
 - the podman network (its bridge, its CNI configuration and iptables rules): made, then removed;
 - the chains podman's CNI firewall and portmap plugins add (CNI-FORWARD, CNI-HOSTPORT-*) and
-  leave behind when their last network goes: removed if `create` found none and they are back
-  to their empty skeleton (no other network's rule in them).
+  leave behind when their last network goes: those `create` did not find are removed once all
+  of them are back to their empty skeleton (no other network's rule in them); the ones it
+  found (another podman network's, say) stay.
 The kubeconfig goes to the run folder (`kubeconfig_path`), never to ~/.kube.
 """
 
@@ -62,7 +63,8 @@ class HostChanges:
     sysctls: dict[str, str] = field(default_factory=dict)
     folders: list[str] = field(default_factory=list)
     network: bool = False
-    cni_chains: bool = False  # the CNI plugins' shared chains did not exist before `create`
+    # The CNI plugins' shared chains that existed before `create` (others podman made for us).
+    cni_chains_before: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path) -> HostChanges:
@@ -149,8 +151,8 @@ def create(name: str = CLUSTER) -> float:
     if not MODULES.exists():
         MODULES.mkdir(parents=True)
         record.folders.append(str(MODULES))
-    if not _cni_rules()[0]:
-        record.cni_chains = True
+    if not record.network:  # recorded once, before our network's first container
+        record.cni_chains_before = sorted({line[1:].split()[0] for line in _cni_rules()[0]})
     if not _network_exists():
         images.podman("network", "create", NETWORK)
         record.network = True
@@ -175,12 +177,14 @@ def delete(name: str = CLUSTER) -> list[str]:
         if deleted.returncode != 0:
             raise process.StartError(f"kind delete cluster failed:\n{deleted.stderr[-4000:]}")
         undone.append(f"cluster {name}")
+    recorded = record_path(name).exists()
     record = HostChanges.load(record_path(name))
     if record.network and _network_exists():
         images.podman("network", "rm", NETWORK)
         undone.append(f"podman network {NETWORK}")
-    if record.cni_chains and _cni_chains_idle():
-        undone += node_host.remove_chains(CNI_PREFIX)
+    if recorded and _cni_chains_idle():  # no record: nothing known to be ours
+        keep = frozenset(record.cni_chains_before)
+        undone += node_host.remove_chains(CNI_PREFIX, keep=keep)
     undone += [f"sysctl {s}" for s in node_host.restore_sysctls(record.sysctls)]
     for folder in map(Path, record.folders):
         if folder.is_dir() and not any(folder.iterdir()):

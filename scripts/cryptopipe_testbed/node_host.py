@@ -160,8 +160,13 @@ def rule_present(table: str, rule: Sequence[str]) -> bool:
     return _iptables(table, "-C", rule).returncode == 0
 
 
-def remove_chains(prefix: str, commands: Sequence[str] = ("iptables", "ip6tables")) -> list[str]:
-    """Delete every chain whose name starts with `prefix` and the rules that jump to them.
+def remove_chains(
+    prefix: str,
+    commands: Sequence[str] = ("iptables", "ip6tables"),
+    keep: frozenset[str] = frozenset(),
+) -> list[str]:
+    """Delete every chain whose name starts with `prefix`, except those named in `keep`, and
+    the rules that jump to them.
 
     kube-proxy's `--cleanup` leaves KUBE-FIREWALL (shared with the kubelet) behind; only our
     node uses Kubernetes' chain names on this machine.
@@ -175,11 +180,12 @@ def remove_chains(prefix: str, commands: Sequence[str] = ("iptables", "ip6tables
         for line in dump.splitlines():
             if line.startswith("*"):
                 table = line[1:]
-            elif line.startswith(":" + prefix):
+            elif line.startswith(":" + prefix) and line[1:].split()[0] not in keep:
                 chains.append((table, line[1:].split()[0]))
             elif line.startswith("-A ") and not line.split()[1].startswith(prefix):
                 words = shlex.split(line)
-                if "-j" in words and words[words.index("-j") + 1].startswith(prefix):
+                target = words[words.index("-j") + 1] if "-j" in words else ""
+                if target.startswith(prefix) and target not in keep:
                     jumps.append((table, ["-D", *words[1:]]))
         for table, rule in jumps:
             _run([command, "-w", "5", "-t", table, *rule], check=False)
