@@ -23,6 +23,7 @@ pod's log and the namespace's events are kept under test-artifacts/.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import io
 import json
@@ -91,7 +92,7 @@ DASHBOARD_SERVICE_ACCOUNT = "cryptopipe-dashboard"  # the platform chart's, for 
 def pipeline_manifest(symbol: str) -> dict[str, Any]:
     """The README's replay example as it is, with only the symbol changed: new topics, a new
     checkpoint and a new registry on every run."""
-    manifest: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    manifest: dict[str, Any] = copy.deepcopy(EXAMPLE_MANIFEST)
     manifest["spec"]["symbol"] = symbol
     return manifest
 
@@ -156,24 +157,24 @@ def keep_logs(namespace: str, folder: Path) -> None:
         name = pod["metadata"]["name"]
         for container in pod["spec"]["containers"]:
             for previous in (False, True):
-                result = subprocess.run(
-                    [*kubectl_argv(), "logs", name, f"--namespace={namespace}",
-                     f"--container={container['name']}", *(["--previous"] if previous else [])],
-                    capture_output=True, text=True, timeout=60, check=False,
+                result = kube.kubectl(
+                    "logs", name, f"--namespace={namespace}", f"--container={container['name']}",
+                    *(["--previous"] if previous else []), kubeconfig=kubeconfig(), timeout=60,
                 )  # fmt: skip
                 if result.returncode == 0 and result.stdout:
                     suffix = ".previous" if previous else ""
                     (folder / f"{name}.{container['name']}{suffix}.log").write_text(result.stdout)
     for what in ("events", "pods,jobs,deployments,sparkapplications,cryptopipelines"):
-        result = subprocess.run(
-            [*kubectl_argv(), "get", what, f"--namespace={namespace}", "-o", "yaml"],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+        result = kube.kubectl(
+            "get",
+            what,
+            f"--namespace={namespace}",
+            "-o",
+            "yaml",
+            kubeconfig=kubeconfig(),
+            timeout=60,
+        )
         (folder / f"{what.split(',')[0]}.yaml").write_text(result.stdout + result.stderr)
-
-
-def kubectl_argv() -> list[str]:
-    return [str(kube.kubectl_path()), f"--kubeconfig={kubeconfig()}"]
 
 
 def cluster(*args: str, timeout: float = 2400) -> float:
