@@ -46,7 +46,7 @@ from browser_support import ARTIFACTS, chromium, page_text, screenshot
 from kafka_support import end_offset, read_topic
 from kind_support import differences, host_state
 from node_support import against, get, helm, is_ready, kubeconfig, kubectl, port_forward, wait_for
-from platform_support import THRIFT_PORT, WEBHDFS_PORT, Platform, webhdfs
+from platform_support import THRIFT_PORT, WEBHDFS_PORT, Platform, Resolve, webhdfs
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -238,7 +238,7 @@ def stack(
 
 
 @contextlib.contextmanager
-def forwarded_platform(platform: Platform) -> Iterator[tuple[str, int, Any]]:
+def forwarded_platform(platform: Platform) -> Iterator[tuple[str, int, Resolve]]:
     """Port-forwards to the metastore, the NameNode and the DataNode, as a user reaches them
     from outside the cluster: the metastore's address and port, and WebHDFS's resolver."""
     metastore_pod = wait_for("the metastore", lambda: platform.ready_pod("hive-metastore"))
@@ -275,7 +275,7 @@ def pod_of(namespace: str, component: str) -> dict[str, Any] | None:
     return next((p for p in pods if is_ready(p)), None)
 
 
-def hdfs_files(namespace: str, resolve: Any, folder: str) -> list[str]:
+def hdfs_files(namespace: str, resolve: Resolve, folder: str) -> list[str]:
     """Paths of the data files under an HDFS folder (WebHDFS LISTSTATUS, recursively)."""
     status, body = webhdfs(namespace, "namenode", "GET", folder, "LISTSTATUS", resolve=resolve)
     if status == 404:
@@ -291,7 +291,7 @@ def hdfs_files(namespace: str, resolve: Any, folder: str) -> list[str]:
     return out
 
 
-def parquet_candles(namespace: str, resolve: Any, symbol: str) -> list[dict[str, Any]]:
+def parquet_candles(namespace: str, resolve: Resolve, symbol: str) -> list[dict[str, Any]]:
     """Every candle row on HDFS, with the partition columns its path carries."""
     folder = f"{HDFS_BASE}/candles/symbol={symbol}/interval={INTERVAL}"
     rows: list[dict[str, Any]] = []
@@ -374,7 +374,7 @@ def test_apply_to_candles_model_forecasts_and_dashboard_then_delete(
 
 
 def run_pipeline(
-    stack: Stack, tmp_path: Path, metastore: str, thrift_port: int, resolve: Any
+    stack: Stack, tmp_path: Path, metastore: str, thrift_port: int, resolve: Resolve
 ) -> None:
     ns, symbol, host_kafka = stack.namespace, stack.symbol, stack.kafka
     trades_topic, forecasts_topic = topics.trades(symbol), topics.forecasts(symbol)
