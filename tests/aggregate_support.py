@@ -11,11 +11,16 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
+import os
 import random
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -295,3 +300,31 @@ def mismatches(actual: Iterable[dict[str, Any]], expected: pd.DataFrame) -> list
             ):
                 problems.append(f"{key} {name} {x} != {y}")
     return problems
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(poll)
+
+
+class Driver:
+    """cryptopipe-aggregate in its own process, as the SparkApplication's driver."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.log = log
+        handle = log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cryptopipe_jobs.aggregate.main", *args],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "TZ": "UTC"},
+        )
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]

@@ -11,16 +11,15 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aggregate_support import (
+    Driver,
     Scratch,
     as_utc,
     create_topics,
@@ -29,10 +28,12 @@ from aggregate_support import (
     random_stream,
     reference,
     unique_symbols,
+    wait_for,
 )
 from fakes.sheets_server import SheetsServer, service_account_file
 from pyspark.sql import SparkSession
 
+from cryptopipe_jobs.aggregate.pool import group_key
 from cryptopipe_jobs.sinks.hadoop_fs import HadoopFs
 from cryptopipe_jobs.sinks.sheets import COLUMNS, cell, worksheet_title
 from cryptopipe_schemas import topics
@@ -53,34 +54,6 @@ def sheets() -> Iterator[SheetsServer]:
     server.create(SHEET_ID)
     yield server
     server.stop()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(poll)
-
-
-class Driver:
-    """cryptopipe-aggregate in its own process, as the SparkApplication's driver."""
-
-    def __init__(self, args: list[str], log: Path) -> None:
-        self.log = log
-        handle = log.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "cryptopipe_jobs.aggregate.main", *args],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "TZ": "UTC"},
-        )
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
 
 
 @pytest.fixture
@@ -187,7 +160,7 @@ def test_sigkill_mid_batch_and_restart_keeps_every_candle_once(
                 and len(table_files()) > files_before_outage
                 and time.monotonic() < deadline
             ):
-                staged = fs.glob(f"{base}/_staging/candles/batch=*")
+                staged = fs.glob(f"{base}/_staging/candles/*/batch=*")
                 if staged:
                     os.kill(first.process.pid, signal.SIGKILL)
                     killed_batch = int(staged[0].rsplit("=", 1)[1])
@@ -197,7 +170,8 @@ def test_sigkill_mid_batch_and_restart_keeps_every_candle_once(
     finally:
         if first.alive():
             first.process.kill()
-    checkpoint = checkpoint_location(base, "aggregate")
+    # The pool's one query (all its symbols agree on intervals and watermark).
+    checkpoint = f"{checkpoint_location(base, 'aggregate')}/{group_key(spec)}"
     assert fs.exists(f"{checkpoint}/offsets/{killed_batch}")
     assert not fs.exists(f"{checkpoint}/commits/{killed_batch}"), "killed after the commit"
     assert len(table_files()) > files_before_outage, "parquet stalled while Sheets was down"

@@ -8,21 +8,23 @@ the last committed micro-batch ended. Runnable as a console script or by spark-s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from kafka import KafkaAdminClient
 from prometheus_client import start_http_server
-from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
-from cryptopipe_jobs.aggregate import pipeline, trades
+from cryptopipe_jobs.aggregate import pipeline, pool, trades
 from cryptopipe_jobs.aggregate.progress import AggregateMetrics, ProgressListener
+from cryptopipe_jobs.aggregate.queries import MemberWriter, PoolQueries, QueryFailed
 from cryptopipe_jobs.cli import refuse, stop_on_signals
 from cryptopipe_jobs.kafka_io import TopicSettings, ensure_topics
 from cryptopipe_jobs.ports import ensure_free
@@ -34,10 +36,11 @@ from cryptopipe_jobs.sinks.sheets import SheetsWriter
 from cryptopipe_jobs.sinks.sheets_client import open_spreadsheet
 from cryptopipe_jobs.sinks.sheets_outbox import Outbox, SheetsSync
 from cryptopipe_jobs.spark_session import SparkSettings, create_session
+from cryptopipe_jobs.spec_directory import read_spec_folder
 from cryptopipe_schemas import logs, topics
 from cryptopipe_schemas.flags import add_log_level, entry_parser
 from cryptopipe_schemas.registry import RegistryError, SchemaIds, register_all
-from cryptopipe_schemas.spec import CryptoPipelineSpec, SpecError, load_spec_file
+from cryptopipe_schemas.spec import CryptoPipelineSpec, SpecError, load_spec_file, to_mapping
 from cryptopipe_schemas.storage import checkpoint_location, storage_base
 
 log = logging.getLogger("cryptopipe.aggregate")
@@ -61,11 +64,18 @@ class AggregateOptions:
     metrics_port: int = 0
     max_restarts: int = 3
     hive_ddl_dir: Path | None = None
+    # The pool's member specs, read again every membership_poll_seconds (see aggregate.pool).
+    spec_dir: Path | None = None
+    membership_poll_seconds: float = 5.0
+
+    # The member whose sinks are the pool's: with --spec-dir, the first member at the start.
+    pool_spec: CryptoPipelineSpec | None = None
 
     @property
     def spec(self) -> CryptoPipelineSpec:
-        """The spec whose shared settings (intervals, watermark, sinks) apply to all symbols."""
-        return self.specs[0]
+        """The spec whose sinks are the pool's (and whose intervals and watermark
+        `start_query`'s single query uses)."""
+        return self.pool_spec or self.specs[0]
 
     @property
     def base(self) -> str:
@@ -77,17 +87,30 @@ class AggregateOptions:
 
 
 def check_specs(specs: Sequence[CryptoPipelineSpec]) -> None:
-    """One query serves several symbols only when they agree on everything but the symbol."""
-    problems = []
-    first = specs[0]
-    for spec in specs[1:]:
-        for name in ("intervals", "watermark", "sinks"):
-            if getattr(spec, name) != getattr(first, name):
-                problems.append(f"{spec.symbol}: {name} differs from {first.symbol}'s")
-    if len({spec.symbol for spec in specs}) != len(specs):
-        problems.append("symbols: each symbol once")
-    if problems:
-        raise SpecError(problems)
+    """A driver serves a pool: members that agree on the sinks, each symbol once."""
+    if not specs:
+        raise SpecError(["spec: give at least one --spec, or a --spec-dir with one in it"])
+    pool.check_pool(specs)
+
+
+def members(options: AggregateOptions) -> list[CryptoPipelineSpec]:
+    """The pool's members now: the --spec files, plus the --spec-dir's current files. A member
+    whose sinks differ from the pool's is left out, with the reason logged."""
+    found = list(options.specs)
+    if options.spec_dir is not None:
+        found += read_spec_folder(options.spec_dir).specs
+    pool_sinks = to_mapping(options.spec.sinks)
+    kept: dict[str, CryptoPipelineSpec] = {}
+    for spec in found:
+        if to_mapping(spec.sinks) != pool_sinks:
+            log.error("pipeline left out: its sinks differ from the pool's",
+                      extra={"symbol": spec.symbol})  # fmt: skip
+        elif spec.symbol in kept and kept[spec.symbol] != spec:
+            log.error("pipeline left out: its symbol is in the pool twice",
+                      extra={"symbol": spec.symbol})  # fmt: skip
+        else:
+            kept[spec.symbol] = spec
+    return [kept[symbol] for symbol in sorted(kept)]
 
 
 def sink_targets(options: AggregateOptions, fs: HadoopFs, ids: SchemaIds) -> SinkTargets:
@@ -122,14 +145,16 @@ def sheets_sync(options: AggregateOptions, outbox: Outbox, metrics: AggregateMet
 
 
 def candle_topics(options: AggregateOptions) -> list[str]:
-    return [
-        topics.candles(interval, spec.symbol)
-        for spec in options.specs
-        for interval in options.spec.intervals
-    ]
+    return pool_candle_topics(options.specs)
 
 
-def ensure_candle_topics(options: AggregateOptions) -> None:
+def pool_candle_topics(specs: Sequence[CryptoPipelineSpec]) -> list[str]:
+    return [topics.candles(interval, spec.symbol) for spec in specs for interval in spec.intervals]
+
+
+def ensure_candle_topics(
+    options: AggregateOptions, specs: Sequence[CryptoPipelineSpec] | None = None
+) -> None:
     """Create missing candle topics (a KafkaTopic does it in a cluster; this covers local runs)."""
     kafka = options.spec.sinks.kafka
     admin = KafkaAdminClient(
@@ -137,12 +162,23 @@ def ensure_candle_topics(options: AggregateOptions) -> None:
     )
     try:
         created = ensure_topics(
-            admin, candle_topics(options), TopicSettings(kafka.partitions, kafka.replication)
+            admin,
+            pool_candle_topics(options.specs if specs is None else specs),
+            TopicSettings(kafka.partitions, kafka.replication),
         )
     finally:
         admin.close()
     if created:
         log.info("created topics", extra={"topics": created})
+
+
+def existing_topics(bootstrap_servers: str) -> Callable[[], set[str]]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="cryptopipe-aggregate")
+
+    def listed() -> set[str]:
+        return set(admin.list_topics())
+
+    return listed
 
 
 def trade_records(spark: SparkSession, options: AggregateOptions) -> DataFrame:
@@ -161,15 +197,55 @@ def start_query(
     options: AggregateOptions,
     writer: BatchWriter,
 ) -> StreamingQuery:
+    """One query over every spec's trades topic, at the checkpoint root itself (benchmarks and
+    tests of the aggregation; the driver runs a pool through start_group_query)."""
     spec = options.spec
-    decoded = pipeline.observed_input(trades.trades(trade_records(spark, options)))
-    candles = pipeline.candle_stream(
-        pipeline.valid_trades(decoded), pipeline.AggregateSettings(spec.intervals, spec.watermark)
+    return _start_stream(
+        options,
+        trade_records(spark, options),
+        pipeline.AggregateSettings(spec.intervals, spec.watermark),
+        "cryptopipe-aggregate",
+        options.checkpoint_location,
+        writer,
     )
+
+
+def start_group_query(
+    spark: SparkSession,
+    options: AggregateOptions,
+    group: pool.QueryGroup,
+    subscription: pool.Subscription,
+    checkpoint: str,
+    writer: MemberWriter,
+) -> StreamingQuery:
+    records = trades.kafka_topics(
+        spark,
+        options.bootstrap_servers,
+        subscription.topics,
+        max_offsets_per_trigger=options.max_offsets_per_trigger,
+        min_partitions=spark.sparkContext.defaultParallelism,
+        fail_on_data_loss=not subscription.lenient,
+    )
+    settings = pipeline.AggregateSettings(group.settings.intervals, group.settings.watermark)
+    return _start_stream(
+        options, records, settings, f"cryptopipe-aggregate-{group.key}", checkpoint, writer
+    )
+
+
+def _start_stream(
+    options: AggregateOptions,
+    records: DataFrame,
+    settings: pipeline.AggregateSettings,
+    name: str,
+    checkpoint: str,
+    writer: Callable[[DataFrame, int], None],
+) -> StreamingQuery:
+    decoded = pipeline.observed_input(trades.trades(records))
+    candles = pipeline.candle_stream(pipeline.valid_trades(decoded), settings)
     stream = (
         candles.writeStream.outputMode("append")
-        .queryName("cryptopipe-aggregate")
-        .option("checkpointLocation", options.checkpoint_location)
+        .queryName(name)
+        .option("checkpointLocation", checkpoint)
         .foreachBatch(writer)
     )
     if options.available_now:
@@ -180,8 +256,8 @@ def start_query(
 
 
 def run(options: AggregateOptions, spark: SparkSession, stop_on_signal: bool = True) -> int:
-    """Run until stopped (or, with available_now, until the topics are drained)."""
-    check_specs(options.specs)
+    """Run the pool until stopped (or, with available_now, until its topics are drained)."""
+    check_specs(members(options))
     ids = register_all(options.schema_registry_url) if options.schema_registry_url else None
     fs = HadoopFs(spark, options.base)
     targets = sink_targets(options, fs, ids or SchemaIds.derived())
@@ -190,8 +266,6 @@ def run(options: AggregateOptions, spark: SparkSession, stop_on_signal: bool = T
         apply_ddl(spark, options.hive_ddl_dir, ddl_variables(options.spec, options.hdfs_url))
     if targets.hive_table and not spark.catalog.tableExists(targets.hive_table):
         raise SpecError([f"sinks.hive: {targets.hive_table} is missing; run cryptopipe-hive-ddl"])
-    if targets.kafka_bootstrap is not None:
-        ensure_candle_topics(options)
     metrics = AggregateMetrics()
     if options.metrics_port:
         start_http_server(options.metrics_port, registry=metrics.registry)
@@ -205,49 +279,94 @@ def run(options: AggregateOptions, spark: SparkSession, stop_on_signal: bool = T
     if sync is not None:
         sync.start()
     stop = stop_on_signals() if stop_on_signal else threading.Event()
-    writer = BatchWriter(spark, fs, targets, sync)
+
+    def make_writer(key: str) -> BatchWriter:
+        return BatchWriter(spark, fs, group_targets(targets, key), sync)
+
+    queries = PoolQueries(
+        start_query=lambda group, subscription, checkpoint, writer: start_group_query(
+            spark, options, group, subscription, checkpoint, writer
+        ),
+        make_writer=make_writer,
+        fs=fs,
+        checkpoint_root=options.checkpoint_location,
+        list_topics=existing_topics(options.bootstrap_servers),
+        max_restarts=options.max_restarts,
+    )
     try:
-        return _supervise(spark, options, writer, stop)
+        return _supervise(options, queries, targets.kafka_bootstrap is not None, stop)
     finally:
+        queries.stop_all()
         spark.streams.removeListener(listener)
         if sync is not None:
             sync.stop()
 
 
+def group_targets(targets: SinkTargets, key: str) -> SinkTargets:
+    """The pool's sinks, with the staging and outbox names of one query (see ParquetLayout)."""
+    return dataclasses.replace(
+        targets,
+        parquet=dataclasses.replace(targets.parquet, writer=key) if targets.parquet else None,
+        sheets_outbox=(
+            dataclasses.replace(targets.sheets_outbox, writer=key)
+            if targets.sheets_outbox
+            else None
+        ),
+    )
+
+
 def _supervise(
-    spark: SparkSession, options: AggregateOptions, writer: BatchWriter, stop: threading.Event
+    options: AggregateOptions,
+    queries: PoolQueries,
+    candle_topics_wanted: bool,
+    stop: threading.Event,
 ) -> int:
-    """Run the query; restart it from its checkpoint when it fails, at most max_restarts times.
+    """Follow the pool's membership and keep its queries running.
 
     Spark 4.1.1's Kafka source fails the first batch after a driver crash while reporting its
     progress (KafkaMicroBatchStream.metrics: Some(null) offsets when the batch is re-run from
-    the offset log); the batch itself is already committed, and a restarted query goes on.
+    the offset log); the batch itself is already committed, and a restarted query goes on:
+    PoolQueries.check restarts a failed query, at most max_restarts times.
     """
-    restarts = 0
-    while True:
-        query = start_query(spark, options, writer)
-        try:
-            while query.isActive and not stop.is_set():
-                query.awaitTermination(1)
-        except StreamingQueryException as error:
-            if restarts >= options.max_restarts:
-                log.error("query failed", extra={"error": str(error)[:2000]})
-                return 1
-            restarts += 1
-            log.warning(
-                "query failed; restarting from the checkpoint",
-                extra={"error": str(error)[:500], "restart": restarts},
-            )
-            continue
-        if stop.is_set():
-            query.stop()
-            log.info("stopped on request")
-        return 0
+    known: list[CryptoPipelineSpec] = []
+    polled = False
+    next_poll = 0.0
+    try:
+        while not stop.is_set():
+            # availableNow drains what the members had at the start: it reads them once.
+            if not polled or (time.monotonic() >= next_poll and not options.available_now):
+                current = members(options)
+                if current != known and candle_topics_wanted:
+                    ensure_candle_topics(options, current)
+                known = current
+                queries.sync(current)  # topics come and go too, members or not
+                polled = True
+                next_poll = time.monotonic() + options.membership_poll_seconds
+            queries.check()
+            if options.available_now and queries.all_finished():
+                return 0
+            queries.await_any(1.0)
+    except QueryFailed as error:
+        log.error("query failed", extra={"error": str(error)[:2000]})
+        return 1
+    log.info("stopped on request")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = entry_parser(__package__, "cryptopipe-aggregate", __doc__)
-    parser.add_argument("--spec", action="append", required=True, help="spec file (repeatable)")
+    parser.add_argument("--spec", action="append", default=[], help="spec file (repeatable)")
+    parser.add_argument(
+        "--spec-dir",
+        type=Path,
+        help="the pool's spec files, read again as pipelines join and leave (a ConfigMap volume)",
+    )
+    parser.add_argument(
+        "--membership-poll-seconds",
+        type=float,
+        default=5.0,
+        help="how often --spec-dir is read again",
+    )
     parser.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers")
     parser.add_argument("--hdfs-url", required=True, help="hdfs://namenode:port")
     parser.add_argument("--metastore-uri", help="thrift://host:port; no Hive without it")
@@ -289,7 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.log_level, quiet=("kafka",))
     try:
         specs = [load_spec_file(path) for path in args.spec]
-        check_specs(specs)
+        in_folder = list(read_spec_folder(args.spec_dir).specs) if args.spec_dir else []
+        check_specs(specs + in_folder)
         ensure_free(args.metrics_port, "--metrics-port")
     except (SpecError, OSError) as error:
         return refuse("cryptopipe-aggregate", error)
@@ -310,6 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics_port=args.metrics_port,
         max_restarts=args.max_restarts,
         hive_ddl_dir=args.hive_ddl_dir,
+        spec_dir=args.spec_dir,
+        pool_spec=min(specs + in_folder, key=lambda spec: spec.symbol),
+        membership_poll_seconds=args.membership_poll_seconds,
     )
     spark = create_session(
         SparkSettings(

@@ -28,7 +28,26 @@ def kafka_trades(
     max_offsets_per_trigger: int | None = None,
     min_partitions: int | None = None,
 ) -> DataFrame:
-    """The trades topics of `symbols` as a stream of Kafka rows.
+    """The trades topics of `symbols` as a stream of Kafka rows."""
+    return kafka_topics(
+        spark,
+        bootstrap_servers,
+        [topics.trades(symbol) for symbol in symbols],
+        max_offsets_per_trigger=max_offsets_per_trigger,
+        min_partitions=min_partitions,
+    )
+
+
+def kafka_topics(
+    spark: SparkSession,
+    bootstrap_servers: str,
+    topic_names: Sequence[str],
+    *,
+    max_offsets_per_trigger: int | None = None,
+    min_partitions: int | None = None,
+    fail_on_data_loss: bool = True,
+) -> DataFrame:
+    """Trades topics as a stream of Kafka rows.
 
     A symbol's trades share one Kafka partition (keyed by symbol), which Spark reads in one task
     unless `min_partitions` splits its offset range: decoding is the heaviest per-record step
@@ -37,13 +56,14 @@ def kafka_trades(
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", bootstrap_servers)
-        .option("subscribe", ",".join(topics.trades(symbol) for symbol in symbols))
+        .option("subscribe", ",".join(topic_names))
         .option("startingOffsets", "earliest")
         # The producer publishes in transactions: an aborted one (a fenced or crashed producer's)
         # is sent again by its successor and must not be counted twice.
         .option("kafka.isolation.level", "read_committed")
-        # A topic recreated or truncated under us is an operator problem, never silent loss.
-        .option("failOnDataLoss", "true")
+        # A topic recreated or truncated under us is an operator problem, never silent loss;
+        # the one exception is the start that drops a deleted topic (see aggregate.pool).
+        .option("failOnDataLoss", "true" if fail_on_data_loss else "false")
         .option("kafka.fetch.max.wait.ms", str(FETCH_MAX_WAIT_MS))
     )
     if max_offsets_per_trigger:

@@ -38,13 +38,20 @@ class ParquetLayout:
     """Where the candles table and its staging area live under the spec's HDFS base path."""
 
     base: str
+    # Which query writes: queries of one pool (and pools sharing the base) number their batches
+    # independently, so each stages under its own folder. Candle files need no such name: a
+    # symbol's partitions have one writer at a time.
+    writer: str = ""
 
     @property
     def table(self) -> str:
         return f"{self.base}/candles"
 
     def staging(self, batch_id: int) -> str:
-        return f"{self.base}/_staging/candles/batch={batch_id}"
+        folder = f"{self.base}/_staging/candles"
+        if self.writer:
+            folder = f"{folder}/{self.writer}"
+        return f"{folder}/batch={batch_id}"
 
     @staticmethod
     def file_prefix(batch_id: int) -> str:

@@ -52,9 +52,11 @@ def from_json(data: bytes) -> list[dict[str, Any]]:
 class Outbox:
     fs: HadoopFs
     folder: str
+    writer: str = ""  # the query, when several share the outbox (their batch ids overlap)
 
     def path(self, batch_id: int) -> str:
-        return f"{self.folder}/batch-{batch_id:012d}.json"
+        prefix = f"{self.writer}-" if self.writer else ""
+        return f"{self.folder}/{prefix}batch-{batch_id:012d}.json"
 
     def put(self, batch_id: int, payload: bytes) -> None:
         self.fs.mkdirs(self.folder)
