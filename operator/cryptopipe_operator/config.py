@@ -73,6 +73,17 @@ class Freshness:
 
 
 @dataclass(frozen=True)
+class Pools:
+    """Requests (and memory limits) of each pool's shared producer and Spark driver and
+    executor: sized for the pool's trades per second, not per pipeline."""
+
+    producer_cpu: str = "100m"
+    producer_memory: str = "256Mi"
+    aggregator_cpu: str = "500m"
+    aggregator_memory: str = "1Gi"
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     images: Images = field(default_factory=Images)
     kafka: Kafka = field(default_factory=Kafka)
@@ -81,6 +92,7 @@ class PlatformConfig:
     dashboard: Dashboard = field(default_factory=Dashboard)
     scheduling: Scheduling = field(default_factory=Scheduling)
     freshness: Freshness = field(default_factory=Freshness)
+    pools: Pools = field(default_factory=Pools)
     ingress_class: str = ""
     resync_seconds: float = 30.0
     operator_namespace: str = "default"

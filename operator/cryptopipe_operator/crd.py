@@ -93,6 +93,8 @@ PRINTER_COLUMNS = [
         "priority": 1,
         "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
     },
+    {"name": "Pool", "type": "string", "priority": 1, "jsonPath": ".spec.pool"},
+    {"name": "Isolation", "type": "string", "priority": 1, "jsonPath": ".spec.isolation"},
 ]
 
 

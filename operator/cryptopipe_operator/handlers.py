@@ -21,9 +21,10 @@ import kopf
 from cryptopipe_operator.config import PlatformConfig
 from cryptopipe_operator.kube import ApiError, Kube
 from cryptopipe_operator.metrics import Metrics
+from cryptopipe_operator.pools import shared_pool
 from cryptopipe_operator.reconcile import reconcile
 from cryptopipe_schemas.crd import PLURAL
-from cryptopipe_schemas.spec import API_GROUP, API_VERSION
+from cryptopipe_schemas.spec import API_GROUP, API_VERSION, SpecError, parse_spec
 
 log = logging.getLogger(__name__)
 COMPONENT = "cryptopipe-operator"
@@ -137,6 +138,25 @@ def reconcile_one(state: State, body: Mapping[str, Any]) -> None:
             state.metrics.observe(time.monotonic() - started, outcome_name)
 
 
+def pool_mates(body: Mapping[str, Any], siblings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pipelines that shared a pool with `body` (none for a dedicated or invalid one)."""
+    try:
+        spec = parse_spec(body.get("spec") or {})
+    except SpecError:
+        return []
+    name = shared_pool(spec)
+    if name is None:
+        return []
+    mates = []
+    for sibling in siblings:
+        try:
+            if shared_pool(parse_spec(sibling.get("spec") or {})) == name:
+                mates.append(sibling)
+        except SpecError:
+            continue
+    return mates
+
+
 def bearer_token(api_key: Mapping[str, str]) -> str | None:
     """The bare token from the kubernetes client's api_key: a kubeconfig stores
     "Bearer <token>", load_incluster_config "bearer <token>"."""
@@ -176,6 +196,8 @@ def register(registry: kopf.OperatorRegistry, state: State) -> None:
         raw = dict(body)
         if event.get("type") == "DELETED":
             state.forget(raw["metadata"]["uid"])
+            for mate in pool_mates(raw, state.siblings(raw["metadata"]["namespace"])):
+                reconcile_one(state, mate)  # the pool's members and owners change now
             return
         state.remember(raw)
         reconcile_one(state, raw)

@@ -13,25 +13,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cryptopipe_operator import children, drift, status
+from cryptopipe_operator import children, drift, pools, status
 from cryptopipe_operator.children import (
     CHILD_KINDS,
+    CONFIG_MAP,
     DEPLOYMENT,
     JOB,
     POD,
+    SERVICE,
     SPARK_APPLICATION,
     Kind,
     aggregator,
     dashboard,
+    pool,
     predictor,
     producer,
 )
-from cryptopipe_operator.children.common import MANAGED_BY, PIPELINE_LABEL, Pipeline
+from cryptopipe_operator.children.common import MANAGED_BY, PIPELINE_LABEL, POOL_LABEL, Pipeline
 from cryptopipe_operator.config import PlatformConfig
 from cryptopipe_operator.kube import ApiError, Kube
 from cryptopipe_operator.scrape import last_forecast_time, newest_trade_age, read_metrics
 from cryptopipe_schemas.crd import pipeline_path
-from cryptopipe_schemas.spec import SpecError, parse_spec
+from cryptopipe_schemas.spec import KIND, CryptoPipelineSpec, SpecError, parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ REQUIRED_CRDS = {
     "sparkapplications.sparkoperator.k8s.io": "the Kubeflow spark-operator",
 }
 Emit = Callable[[str, str, str], None]  # (type, reason, message) -> a Kubernetes Event
+POOL_KINDS = (CONFIG_MAP, SERVICE, DEPLOYMENT, SPARK_APPLICATION)
 
 
 @dataclass
@@ -102,13 +106,12 @@ def check_dependencies(kube: Kube, config: PlatformConfig) -> status.Dependencie
 
 
 def _freshness(
-    kube: Kube, pipeline: Pipeline, config: PlatformConfig, producer_ready: bool
+    kube: Kube, pipeline: Pipeline, service: str, config: PlatformConfig, producer_ready: bool
 ) -> tuple[float | None, str]:
     if not config.freshness.enabled:
         return None, "data freshness checks are turned off in the operator's configuration"
     if not producer_ready:
         return None, "the producer is not available"
-    service = producer.metrics_service_name(pipeline)
     try:
         text = read_metrics(kube, pipeline.namespace, service, config.freshness.timeout_seconds)
     except Exception as error:
@@ -148,6 +151,111 @@ def _job_finished(obj: Mapping[str, Any]) -> bool:
     )
 
 
+def pool_of(
+    namespace: str, pool_name: str, body: Mapping[str, Any], siblings: Sequence[Mapping[str, Any]]
+) -> pools.PoolView | None:
+    """The pool `body` asks for, from the newest copies: `body` itself and its siblings."""
+    uid = body["metadata"]["uid"]
+    bodies = [body, *(b for b in siblings if b["metadata"]["uid"] != uid)]
+    excluded = {
+        b["metadata"]["name"]: found for b in bodies if (found := symbol_conflicts(b, bodies))
+    }
+    return pools.pool_view(namespace, pool_name, bodies, excluded)
+
+
+def _owner_uids(obj: Mapping[str, Any]) -> set[str]:
+    return {
+        ref["uid"]
+        for ref in obj.get("metadata", {}).get("ownerReferences", []) or []
+        if ref.get("kind") == KIND
+    }
+
+
+def _pool_drift(manifest: Mapping[str, Any], have: Mapping[str, Any] | None) -> list[str]:
+    """Drift, plus what drift.drifted does not call drift for a pool child: an owner or a
+    member more than wanted (one that left)."""
+    paths = drift.drifted(dict(manifest), dict(have) if have is not None else None)
+    if have is None:
+        return paths
+    if _owner_uids(manifest) != _owner_uids(have):
+        paths.append(".metadata.ownerReferences")
+    if manifest["kind"] == CONFIG_MAP.kind and set(manifest.get("data", {})) != set(
+        have.get("data", {}) or {}
+    ):
+        paths.append(".data")
+    return paths
+
+
+def _pool_live(kube: Kube, namespace: str, pool_name: str) -> dict[tuple[str, str], dict[str, Any]]:
+    selector = f"{POOL_LABEL}={pool_name},app.kubernetes.io/managed-by={MANAGED_BY}"
+    return {
+        (kind.kind, obj["metadata"]["name"]): obj
+        for kind in POOL_KINDS
+        for obj in kube.list(kind.path(namespace), selector)
+    }
+
+
+def reconcile_pool(
+    view: pools.PoolView, kube: Kube, config: PlatformConfig, emit: Emit, outcome: Outcome
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Put the pool's shared children where they should be; return them as they are now.
+
+    Every member's reconcile runs this with the same inputs, so it is idempotent: at rest it
+    reads but writes nothing. A pool whose pipelines are all suspended has no children (their
+    checkpoint stays): they come back when one resumes."""
+    namespace = view.pool.namespace
+    live = _pool_live(kube, namespace, view.pool.name)
+    desired = pool.desired(view.pool, config)
+    references = pools.owner_references(view.owners)
+    for manifest in desired:
+        manifest["metadata"]["ownerReferences"] = references
+        key = (manifest["kind"], manifest["metadata"]["name"])
+        paths = _pool_drift(manifest, live.get(key))
+        if not paths:
+            continue
+        kind = children.kind_of(manifest)
+        live[key] = kube.apply(kind.path(namespace, key[1]), manifest)
+        verb = "Created" if paths == ["(missing)"] else "Restored"
+        outcome.applied.append(f"{key[0]}/{key[1]}")
+        emit("Normal", verb, f"{verb.lower()} pool {key[0]} {key[1]} ({', '.join(paths[:3])})")
+    wanted = {(m["kind"], m["metadata"]["name"]) for m in desired}
+    for key in [k for k in live if k not in wanted]:
+        kube.delete(children.BY_KIND[key[0]].path(namespace, key[1]))
+        del live[key]
+        outcome.deleted.append(f"{key[0]}/{key[1]}")
+    return live
+
+
+def leave_other_pools(
+    uid: str,
+    view: pools.PoolView | None,
+    kube: Kube,
+    namespace: str,
+    siblings: Sequence[Mapping[str, Any]],
+    config: PlatformConfig,
+    emit: Emit,
+    outcome: Outcome,
+) -> None:
+    """A pipeline that moved out of a pool (to another, or to dedicated) no longer owns its
+    children: the pool is reconciled again without it, and goes if it was the last."""
+    selector = f"{POOL_LABEL},app.kubernetes.io/managed-by={MANAGED_BY}"
+    left: set[str] = set()
+    for kind in POOL_KINDS:
+        for obj in kube.list(kind.path(namespace), selector):
+            name = obj["metadata"]["labels"][POOL_LABEL]
+            if uid in _owner_uids(obj) and (view is None or name != view.pool.name):
+                left.add(name)
+    for name in sorted(left):
+        others = [b for b in siblings if b["metadata"]["uid"] != uid]
+        remaining = pools.pool_view(namespace, name, others, {})
+        if remaining is not None:
+            reconcile_pool(remaining, kube, config, emit, outcome)
+            continue
+        for (kind_name, child), _ in _pool_live(kube, namespace, name).items():
+            kube.delete(children.BY_KIND[kind_name].path(namespace, child))
+            outcome.deleted.append(f"{kind_name}/{child}")
+
+
 def reconcile(
     body: Mapping[str, Any],
     kube: Kube,
@@ -170,11 +278,16 @@ def reconcile(
             outcome.status_written = True
 
     problems: list[str] = []
+    spec: CryptoPipelineSpec | None = None
     try:
         spec = parse_spec(body.get("spec") or {})
     except SpecError as error:
         problems = [f"spec.{problem}" for problem in error.problems]
     problems += symbol_conflicts(body, siblings)
+    view: pools.PoolView | None = None
+    if spec is not None and not problems and pools.shared_pool(spec) is not None:
+        view = pool_of(namespace, spec.pool, body, siblings)
+        problems += view.problems.get(name, []) if view is not None else []
     if problems:
         obs = status.Observed(generation, False, False, invalid=tuple(problems))
         new = status.compute(obs, current, now())
@@ -183,6 +296,7 @@ def reconcile(
         write_status(new)
         return outcome
 
+    assert spec is not None
     pipeline = Pipeline(name, namespace, spec)
     deps = check_dependencies(kube, config)
     selector = f"{PIPELINE_LABEL}={name},app.kubernetes.io/managed-by={MANAGED_BY}"
@@ -218,6 +332,9 @@ def reconcile(
                 del live[key]
                 outcome.deleted.append(f"{key[0]}/{key[1]}")
                 emit("Normal", "Deleted", f"deleted {key[0]} {key[1]}: no longer part of the spec")
+        if view is not None:
+            live.update(reconcile_pool(view, kube, config, emit, outcome))
+        leave_other_pools(uid, view, kube, namespace, siblings, config, emit, outcome)
 
     def one(kind: Kind, child_name: str) -> dict[str, Any] | None:
         return live.get((kind.kind, child_name))
@@ -227,7 +344,8 @@ def reconcile(
     pods: list[dict[str, Any]] = []
     if deps.ready and any(_job_finished(job) for job in jobs):
         pods = kube.list(POD.path(namespace), f"{selector},app.kubernetes.io/component=trainer")
-    producer_obj = one(DEPLOYMENT, producer.name(pipeline))
+    producer_name = pool.producer_name(view.pool) if view else producer.name(pipeline)
+    producer_obj = one(DEPLOYMENT, producer_name)
     predictor_obj = one(DEPLOYMENT, predictor.name(pipeline))
     early = status.conditions(
         status.Observed(
@@ -242,14 +360,22 @@ def reconcile(
     age, note = (None, "dependencies are not ready")
     forecast_time = None
     if deps.ready:
-        age, note = _freshness(kube, pipeline, config, available["ProducerReady"])
+        metrics_service = (
+            pool.producer_metrics_service_name(view.pool)
+            if view
+            else producer.metrics_service_name(pipeline)
+        )
+        age, note = _freshness(kube, pipeline, metrics_service, config, available["ProducerReady"])
         forecast_time = _last_forecast(kube, pipeline, config, available["PredictorReady"])
     obs = status.Observed(
         generation=generation,
         suspend=spec.suspend,
         dashboard_enabled=spec.dashboard.enabled,
         producer=producer_obj,
-        spark_application=one(SPARK_APPLICATION, aggregator.name(pipeline)),
+        spark_application=one(
+            SPARK_APPLICATION,
+            pool.aggregator_name(view.pool) if view else aggregator.name(pipeline),
+        ),
         training_jobs=jobs,
         trainer_pods=pods,
         predictor=predictor_obj,

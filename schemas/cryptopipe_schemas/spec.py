@@ -28,6 +28,8 @@ CRON_PATTERN = r"^(\S+\s+){4}\S+$"
 # server's cost budget (an unbounded list of unbounded strings makes `exists` too costly).
 MAX_STRING = 253
 MAX_ITEMS = 16
+# A DNS label short enough for the pool's child names (`<pool>-aggregator-pool-driver`).
+POOL_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,18}[a-z0-9])?$"
 DNS_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
@@ -46,6 +48,11 @@ def spec_field(doc: str, default: Any = dataclasses.MISSING, **rules: Any) -> An
         template = default
         return field(default_factory=lambda: copy.deepcopy(template), metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+class Isolation(StrEnum):
+    SHARED = "shared"
+    DEDICATED = "dedicated"
 
 
 class SourceKind(StrEnum):
@@ -199,6 +206,16 @@ class CryptoPipelineSpec:
     dashboard: DashboardSpec = spec_field("Dashboard.", DashboardSpec())
     resources: Resources = spec_field("Resource requests per component.", Resources())
     suspend: bool = spec_field("Scale every part to zero, keeping data and models.", False)
+    pool: str = spec_field(
+        "The pool whose producer and aggregator serve this pipeline (with isolation: shared); "
+        "the pipelines of one pool and namespace share them, and their sinks and source kind.",
+        "default",
+        pattern=POOL_PATTERN,
+    )
+    isolation: Isolation = spec_field(
+        "shared: the pool's producer and aggregator serve this pipeline; dedicated: its own.",
+        Isolation.DEDICATED,
+    )
 
 
 def camel(name: str) -> str:

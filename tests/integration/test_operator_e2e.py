@@ -343,7 +343,11 @@ def children_of(kube: Kube, ns: str, name: str) -> dict[tuple[str, str], dict[st
 
 
 def play_spark_and_trainer(kube: Kube, ns: str, name: str) -> None:
-    app = f"{name}-aggregator"
+    play_spark(kube, ns, f"{name}-aggregator")
+    play_trainer(kube, ns, name)
+
+
+def play_spark(kube: Kube, ns: str, app: str) -> None:
     wait_for("SparkApplication", lambda: kube.get("sparkapplication", app, "-n", ns))
     kube.kubectl(
         "patch",
@@ -365,6 +369,8 @@ def play_spark_and_trainer(kube: Kube, ns: str, name: str) -> None:
         ),
     )
 
+
+def play_trainer(kube: Kube, ns: str, name: str) -> None:
     def trainer_pod() -> Any:
         pods = kube.get(
             "pods",
@@ -757,3 +763,132 @@ def test_an_operator_limited_to_some_namespaces_acts_there_only(
         for ns in (watched, other):
             kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
         release["operator"].start()
+
+
+def pool_member(name: str, symbol: str, **spec: Any) -> dict[str, Any]:
+    manifest = example("btcusdt")
+    manifest["metadata"]["name"] = name
+    dashboard = {"enabled": False}
+    manifest["spec"] = {**manifest["spec"], "symbol": symbol, "dashboard": dashboard, **spec}
+    return manifest
+
+
+def pool_children(kube: Kube, ns: str, pool: str) -> dict[tuple[str, str], dict[str, Any]]:
+    kinds = "configmaps,services,deployments,sparkapplications"
+    items = kube.get(kinds, "-n", ns, "-l", f"cryptopipe.io/pool={pool}")["items"]
+    return {(o["kind"], o["metadata"]["name"]): o for o in items}
+
+
+def owner_uids(obj: dict[str, Any]) -> set[str]:
+    refs = obj["metadata"].get("ownerReferences", [])
+    assert not any(ref.get("controller") for ref in refs), "a pool child has a controller"
+    return {ref["uid"] for ref in refs}
+
+
+def test_a_pool_serves_its_pipelines_with_one_producer_and_one_aggregator(
+    kube: Kube, release: dict[str, Any], namespace: str
+) -> None:
+    ns, operator = namespace, release["operator"]
+    set_kafka_ready(kube, release["ns"], True)
+    shared = {"isolation": "shared", "pool": "majors"}
+    members = {"btc": "BTCUSDT", "eth": "ETHUSDT", "sol": "SOLUSDT"}
+    for name, symbol in members.items():
+        assert kube.apply(pool_member(name, symbol, **shared), ns).returncode == 0
+    expected = {
+        ("ConfigMap", "majors-members-pool"),
+        ("Deployment", "majors-producer-pool"),
+        ("Service", "majors-producer-metrics-pool"),
+        ("SparkApplication", "majors-aggregator-pool"),
+    }
+
+    def uids() -> set[str]:
+        return {kube.get("cpl", name, "-n", ns)["metadata"]["uid"] for name in members}
+
+    found = wait_for(
+        "the pool's children, owned by its three pipelines",
+        lambda: (
+            (c := pool_children(kube, ns, "majors"))
+            and set(c) == expected
+            and all(owner_uids(o) == uids() for o in c.values())
+            and c
+        ),
+    )
+    members_map = found[("ConfigMap", "majors-members-pool")]["data"]
+    assert sorted(members_map) == ["btc.yaml", "eth.yaml", "sol.yaml"]
+    assert "symbol: ETHUSDT" in members_map["eth.yaml"]
+    producer = found[("Deployment", "majors-producer-pool")]["spec"]["template"]["spec"]
+    args = producer["containers"][0]["args"]
+    assert args[args.index("--transactional-id") + 1] == f"cryptopipe-producer.pool.{ns}.majors"
+    app = found[("SparkApplication", "majors-aggregator-pool")]["spec"]
+    assert "--spec-dir" in app["arguments"]
+    # No pipeline has a producer or aggregator of its own; each keeps its topics and training.
+    for name in members:
+        own = {kind for kind, _ in children_of(kube, ns, name)}
+        assert "SparkApplication" not in own and "Deployment" in own  # the predictor
+        assert not any(n == f"{name}-producer" for _, n in children_of(kube, ns, name))
+
+    # Every pipeline reads its aggregator's state from the pool's application.
+    play_spark(kube, ns, "majors-aggregator-pool")
+    for name in members:
+        wait_for(
+            f"{name}: AggregatorRunning from the pool's application",
+            lambda name=name: (
+                condition(kube, ns, name, "AggregatorRunning").get("reason")  # type: ignore[misc]
+                == "Running"
+            ),
+        )
+
+    # A pipeline whose sinks differ cannot share the pool: it says so, the others go on.
+    odd = pool_member("ada", "ADAUSDT", sinks={"hdfs": {"path": "/elsewhere"}}, **shared)
+    kube.apply(odd, ns)
+    message = wait_for(
+        "ada refused from the pool",
+        lambda: (
+            condition(kube, ns, "ada", "Ready").get("message", "")
+            if "differ" in condition(kube, ns, "ada", "Ready").get("message", "")
+            else None
+        ),
+    )
+    assert "pool majors" in message and "spec.sinks" in message, message
+    cm = kube.get("configmap", "majors-members-pool", "-n", ns)
+    assert sorted(cm["data"]) == ["btc.yaml", "eth.yaml", "sol.yaml"]
+    kube.kubectl("delete", "cpl", "ada", "-n", ns)
+
+    # Steady state: no writes, though three pipelines reconcile the same shared children.
+    wait_for("writes to settle", lambda: writes_settle(operator), 60)
+    before = operator.writes()
+    time.sleep(6)
+    assert operator.writes() == before, "the pool's members wrote at steady state"
+
+    # One leaves: the pool goes on without it (members, owners), at once.
+    kube.kubectl("delete", "cpl", "sol", "-n", ns)
+    wait_for(
+        "the pool without sol",
+        lambda: (
+            sorted(kube.get("configmap", "majors-members-pool", "-n", ns)["data"])
+            == ["btc.yaml", "eth.yaml"]
+        ),
+        30,
+    )
+    remaining = {kube.get("cpl", name, "-n", ns)["metadata"]["uid"] for name in ("btc", "eth")}
+    wait_for(
+        "sol's ownership gone",
+        lambda: all(owner_uids(o) == remaining for o in pool_children(kube, ns, "majors").values()),
+        30,
+    )
+    # One moves to dedicated: it gets its own producer, and leaves the pool.
+    kube.kubectl(
+        "patch", "cpl", "eth", "-n", ns, "--type=merge", "-p",
+        json.dumps({"spec": {"isolation": "dedicated"}}),
+    )  # fmt: skip
+    wait_for("eth's own producer", lambda: kube.get("deployment", "eth-producer", "-n", ns))
+    wait_for(
+        "the pool without eth",
+        lambda: (
+            sorted(kube.get("configmap", "majors-members-pool", "-n", ns)["data"]) == ["btc.yaml"]
+        ),
+        30,
+    )
+    # The last one goes: garbage collection takes the pool's children.
+    kube.kubectl("delete", "cpl", "btc", "-n", ns)
+    wait_for("the pool's children gone", lambda: not pool_children(kube, ns, "majors"), 90)

@@ -41,6 +41,7 @@ from cryptopipe_jobs.producer.transactions import (
     DeliveryError,
     transactional_id,
 )
+from cryptopipe_jobs.spec_directory import read_spec_folder
 from cryptopipe_schemas import logs
 from cryptopipe_schemas.flags import add_log_level, entry_parser
 from cryptopipe_schemas.registry import RegistryError, register_all
@@ -240,8 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--spec",
         action="append",
-        required=True,
+        default=[],
         help="CryptoPipeline spec or manifest (repeatable)",
+    )
+    parser.add_argument(
+        "--spec-dir",
+        type=Path,
+        help="a folder of specs, one per pipeline (a pool's members), read at the start",
     )
     parser.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers")
     parser.add_argument("--metrics-port", type=int, default=9108, help="0 turns the endpoint off")
@@ -284,6 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.log_level, quiet=("kafka",))
     try:
         specs = [load_spec_file(path) for path in args.spec]
+        if args.spec_dir is not None:
+            specs += read_spec_folder(args.spec_dir).specs
+        if not specs:
+            raise SpecError(["spec: give at least one --spec, or a --spec-dir with one in it"])
         ensure_free(args.metrics_port, "--metrics-port")
     except (SpecError, OSError) as error:
         return refuse("cryptopipe-producer", error)

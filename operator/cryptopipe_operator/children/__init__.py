@@ -2,7 +2,8 @@
 
 One module per child kind; nothing here talks to the API server. `desired` lists every child a
 pipeline should have right now (suspended pipelines have no SparkApplication; a disabled
-dashboard has no Deployment), in the order they are applied.
+dashboard has no Deployment), in the order they are applied. A pipeline with `isolation: shared`
+has no producer or SparkApplication of its own: its pool's serve it (`pool.desired`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from cryptopipe_operator.children import (
 )
 from cryptopipe_operator.children.common import Pipeline
 from cryptopipe_operator.config import PlatformConfig
+from cryptopipe_schemas.spec import Isolation
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,10 @@ def desired(pipeline: Pipeline, config: PlatformConfig) -> list[dict[str, Any]]:
     spec = pipeline.spec
     out: list[dict[str, Any]] = [configmap.build(pipeline, config)]
     out += kafka_topics.build(pipeline, config)
-    out += [producer.build(pipeline, config), producer.build_metrics_service(pipeline, config)]
-    if not spec.suspend:  # suspending removes the SparkApplication; its checkpoint stays
-        out.append(aggregator.build(pipeline, config))
+    if spec.isolation is Isolation.DEDICATED:  # shared: the pool's (children.pool)
+        out += [producer.build(pipeline, config), producer.build_metrics_service(pipeline, config)]
+        if not spec.suspend:  # suspending removes the SparkApplication; its checkpoint stays
+            out.append(aggregator.build(pipeline, config))
     out += [training.build_job(pipeline, config), training.build_cronjob(pipeline, config)]
     out += [predictor.build(pipeline, config), predictor.build_metrics_service(pipeline, config)]
     if spec.dashboard.enabled:

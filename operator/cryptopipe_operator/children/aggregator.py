@@ -18,6 +18,7 @@ from typing import Any
 from cryptopipe_operator.children.common import (
     CONFIG_HASH,
     SPEC_FILE,
+    Owner,
     Pipeline,
     container_security,
     digest,
@@ -30,6 +31,7 @@ from cryptopipe_operator.children.common import (
 )
 from cryptopipe_operator.config import PlatformConfig
 from cryptopipe_schemas.quantities import parse_quantity
+from cryptopipe_schemas.spec import ComponentResources
 from cryptopipe_schemas.storage import checkpoint_location, storage_base
 
 API_VERSION = "sparkoperator.k8s.io/v1beta2"
@@ -82,16 +84,16 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
     ]  # fmt: skip
 
 
-def pod_template(pipeline: Pipeline, config: PlatformConfig, container: str) -> dict[str, Any]:
+def pod_template(owner: Owner, config: PlatformConfig, container: str) -> dict[str, Any]:
     """What Spark starts each driver or executor pod from: the spec volume, non-root, scheduling."""
     return {
         "spec": {
             "securityContext": pod_security(),
-            "volumes": [spec_volume(pipeline)],
+            "volumes": [spec_volume(owner)],
             "containers": [
                 {
                     "name": container,
-                    "volumeMounts": [spec_mount()],
+                    "volumeMounts": [spec_mount(owner)],
                     "securityContext": container_security(),
                 }
             ],
@@ -102,11 +104,29 @@ def pod_template(pipeline: Pipeline, config: PlatformConfig, container: str) -> 
 
 def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
     spec = pipeline.spec
-    requests = spec.resources.aggregator
     # Rolls (is resubmitted) on what the aggregation reads; the producer's settings don't matter.
     config_hash = digest(spec.symbol, spec.intervals, spec.watermark, spec.sinks)
+    return application(
+        pipeline,
+        name(pipeline),
+        args(pipeline, config),
+        spec.resources.aggregator,
+        config_hash,
+        config,
+    )
+
+
+def application(
+    owner: Owner,
+    app_name: str,
+    arguments: list[str],
+    requests: ComponentResources,
+    config_hash: str,
+    config: PlatformConfig,
+) -> dict[str, Any]:
+    """The SparkApplication of one pipeline's or one pool's aggregation."""
     pod_common = {
-        "labels": labels(pipeline, COMPONENT),
+        "labels": labels(owner, COMPONENT),
         "annotations": {CONFIG_HASH: config_hash},
         "memory": spark_memory(requests.memory),
         "cores": spark_cores(requests.cpu),
@@ -116,7 +136,7 @@ def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
         "apiVersion": API_VERSION,
         "kind": "SparkApplication",
         "metadata": {
-            **metadata(pipeline, name(pipeline), COMPONENT),
+            **metadata(owner, app_name, COMPONENT),
             "annotations": {CONFIG_HASH: config_hash},
         },
         "spec": {
@@ -126,7 +146,7 @@ def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
             "image": config.images.spark,
             "imagePullPolicy": config.images.pull_policy,
             "mainApplicationFile": config.spark.main_application_file,
-            "arguments": args(pipeline, config),
+            "arguments": arguments,
             "sparkVersion": config.spark.version,
             "sparkConf": {
                 "spark.sql.session.timeZone": "UTC",
@@ -142,12 +162,12 @@ def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
             "driver": {
                 **pod_common,
                 "serviceAccount": config.spark.service_account,
-                "template": pod_template(pipeline, config, DRIVER_CONTAINER),
+                "template": pod_template(owner, config, DRIVER_CONTAINER),
             },
             "executor": {
                 **pod_common,
                 "instances": config.spark.executor_instances,
-                "template": pod_template(pipeline, config, EXECUTOR_CONTAINER),
+                "template": pod_template(owner, config, EXECUTOR_CONTAINER),
             },
         },
     }

@@ -12,11 +12,13 @@ from cryptopipe_schemas.spec import ComponentResources, CryptoPipelineSpec, to_m
 
 MANAGED_BY = "cryptopipe-operator"
 PIPELINE_LABEL = "cryptopipe.io/pipeline"
+POOL_LABEL = "cryptopipe.io/pool"  # on a pool's shared children, instead of the pipeline's
 SYMBOL_LABEL = "cryptopipe.io/symbol"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 CONFIG_HASH = "cryptopipe.io/config-hash"
 SPEC_MOUNT = "/etc/cryptopipe"
 SPEC_FILE = f"{SPEC_MOUNT}/pipeline.yaml"
+POOL_SPEC_DIR = f"{SPEC_MOUNT}/pool"  # a pool's members, one file per pipeline
 PRODUCER_METRICS_PORT = 9108
 PREDICTOR_METRICS_PORT = 9110
 DASHBOARD_PORT = 8501
@@ -43,6 +45,33 @@ class Pipeline:
         return self.child("config")
 
 
+@dataclass(frozen=True)
+class Pool:
+    """The pipelines of one namespace and pool with `isolation: shared`, as the builders of the
+    pool's shared children see them. `members` are the ones served now (not suspended), sorted
+    by name; `spec` is the pool's settings (sinks, source): its oldest pipeline's."""
+
+    name: str
+    namespace: str
+    spec: CryptoPipelineSpec
+    members: tuple[Pipeline, ...]
+
+    def child(self, suffix: str) -> str:
+        """`<pool>-<suffix>-pool`: no pipeline's child ends in `-pool`, so none can collide."""
+        return child_name(self.name, f"{suffix}-pool")
+
+    @property
+    def config_map(self) -> str:
+        return self.child("members")
+
+    @property
+    def instance(self) -> str:
+        return f"pool-{self.name}"
+
+
+Owner = Pipeline | Pool
+
+
 def child_name(pipeline_name: str, suffix: str) -> str:
     """`<pipeline>-<suffix>`; when that is longer than any child may be, the pipeline's name is
     cut and a hash of the whole name keeps it unique: `<cut>-<hash>-<suffix>`."""
@@ -56,28 +85,39 @@ def child_name(pipeline_name: str, suffix: str) -> str:
     return f"{pipeline_name[:keep].rstrip('-')}-{digest}-{suffix}"
 
 
-def labels(pipeline: Pipeline, component: str) -> dict[str, str]:
-    return {
+def labels(owner: Owner, component: str) -> dict[str, str]:
+    common = {
         "app.kubernetes.io/name": "cryptopipe",
-        "app.kubernetes.io/instance": pipeline.name,
         COMPONENT_LABEL: component,
         "app.kubernetes.io/part-of": "cryptopipe",
         "app.kubernetes.io/managed-by": MANAGED_BY,
-        PIPELINE_LABEL: pipeline.name,
-        SYMBOL_LABEL: pipeline.spec.symbol.lower(),
     }
-
-
-def selector(pipeline: Pipeline, component: str) -> dict[str, str]:
-    """Stable selector labels (never change: a Deployment's selector is immutable)."""
+    if isinstance(owner, Pool):
+        return {**common, "app.kubernetes.io/instance": owner.instance, POOL_LABEL: owner.name}
     return {
-        "app.kubernetes.io/instance": pipeline.name,
-        COMPONENT_LABEL: component,
-        PIPELINE_LABEL: pipeline.name,
+        **common,
+        "app.kubernetes.io/instance": owner.name,
+        PIPELINE_LABEL: owner.name,
+        SYMBOL_LABEL: owner.spec.symbol.lower(),
     }
 
 
-def metadata(pipeline: Pipeline, name: str, component: str) -> dict[str, Any]:
+def selector(owner: Owner, component: str) -> dict[str, str]:
+    """Stable selector labels (never change: a Deployment's selector is immutable)."""
+    if isinstance(owner, Pool):
+        return {
+            "app.kubernetes.io/instance": owner.instance,
+            COMPONENT_LABEL: component,
+            POOL_LABEL: owner.name,
+        }
+    return {
+        "app.kubernetes.io/instance": owner.name,
+        COMPONENT_LABEL: component,
+        PIPELINE_LABEL: owner.name,
+    }
+
+
+def metadata(pipeline: Owner, name: str, component: str) -> dict[str, Any]:
     return {"name": name, "namespace": pipeline.namespace, "labels": labels(pipeline, component)}
 
 
@@ -102,12 +142,14 @@ def container_security() -> dict[str, Any]:
     return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
-def spec_volume(pipeline: Pipeline) -> dict[str, Any]:
+def spec_volume(pipeline: Owner) -> dict[str, Any]:
     return {"name": "pipeline", "configMap": {"name": pipeline.config_map}}
 
 
-def spec_mount() -> dict[str, Any]:
-    return {"name": "pipeline", "mountPath": SPEC_MOUNT, "readOnly": True}
+def spec_mount(owner: Owner | None = None) -> dict[str, Any]:
+    """Where the owner's ConfigMap is: one pipeline's files, or a pool's members folder."""
+    path = POOL_SPEC_DIR if isinstance(owner, Pool) else SPEC_MOUNT
+    return {"name": "pipeline", "mountPath": path, "readOnly": True}
 
 
 def scheduling(config: PlatformConfig) -> dict[str, Any]:
@@ -138,7 +180,7 @@ def container(
 
 
 def pod_template(
-    pipeline: Pipeline,
+    pipeline: Owner,
     component: str,
     containers: list[dict[str, Any]],
     config: PlatformConfig,
@@ -163,7 +205,7 @@ def pod_template(
 
 
 def deployment(
-    pipeline: Pipeline,
+    pipeline: Owner,
     name: str,
     component: str,
     template: dict[str, Any],
@@ -180,7 +222,7 @@ def deployment(
     }
 
 
-def metrics_service(pipeline: Pipeline, name: str, component: str, port: int) -> dict[str, Any]:
+def metrics_service(pipeline: Owner, name: str, component: str, port: int) -> dict[str, Any]:
     """A Service in front of a component's container port named `metrics`, annotated for
     Prometheus; the operator reads it through the API server's service proxy."""
     return {

@@ -1,0 +1,144 @@
+"""A pool's shared children: its members' specs, one producer and one SparkApplication.
+
+Pure. Pipelines with `isolation: shared` keep their own ConfigMap, topics, training, predictor
+and dashboard; what scales with trades rather than with symbols is built here, once per pool:
+- the members ConfigMap, one `<pipeline>.yaml` per served pipeline, which the producer and the
+  Spark driver mount as a folder;
+- the producer Deployment, rolled (Recreate) when the members change: a producer reads its
+  symbols at the start, and the new one resumes every symbol after its last committed trade.
+  Its transactional id is the pool's, not its symbols', so the new producer fences the old;
+- the SparkApplication, which never changes with the members (a change would resubmit it): the
+  driver reads the members folder again while it runs (aggregate.pool), as the kubelet updates
+  the mounted ConfigMap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptopipe_operator.children import aggregator, configmap
+from cryptopipe_operator.children.common import (
+    POOL_SPEC_DIR,
+    PRODUCER_METRICS_PORT,
+    Pool,
+    container,
+    deployment,
+    digest,
+    metadata,
+    metrics_service,
+    pod_template,
+    spec_mount,
+)
+from cryptopipe_operator.config import PlatformConfig
+from cryptopipe_schemas.spec import ComponentResources, SourceKind
+from cryptopipe_schemas.storage import checkpoint_location, storage_base
+
+PRODUCER = "producer"
+MEMBER_FILE_SUFFIX = ".yaml"
+
+
+def producer_name(pool: Pool) -> str:
+    return pool.child(PRODUCER)
+
+
+def producer_metrics_service_name(pool: Pool) -> str:
+    return pool.child("producer-metrics")
+
+
+def aggregator_name(pool: Pool) -> str:
+    return pool.child(aggregator.COMPONENT)
+
+
+def transactional_id(pool: Pool) -> str:
+    """One per pool: a rolled producer of the pool fences its predecessor, whatever symbols
+    either of them had."""
+    return f"cryptopipe-producer.pool.{pool.namespace}.{pool.name}"
+
+
+def checkpoint_root(pool: Pool, config: PlatformConfig) -> str:
+    base = storage_base(config.storage.hdfs_url, pool.spec.sinks.hdfs.path)
+    return checkpoint_location(base, f"{pool.namespace}/pool-{pool.name}")
+
+
+def build_members(pool: Pool) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(pool, pool.config_map, "config"),
+        "data": {
+            f"{member.name}{MEMBER_FILE_SUFFIX}": configmap.rendered_pipeline(member)
+            for member in pool.members
+        },
+    }
+
+
+def producer_args(pool: Pool, config: PlatformConfig) -> list[str]:
+    out = [
+        "--spec-dir", POOL_SPEC_DIR,
+        "--bootstrap-servers", config.kafka.bootstrap_servers,
+        "--metrics-port", str(PRODUCER_METRICS_PORT),
+        "--transactional-id", transactional_id(pool),
+    ]  # fmt: skip
+    if pool.spec.source.kind is SourceKind.REPLAY:
+        out.append("--idle-after-replay")  # a finished replay must not crash-loop
+    return out
+
+
+def build_producer(pool: Pool, config: PlatformConfig) -> dict[str, Any]:
+    requests = ComponentResources(config.pools.producer_cpu, config.pools.producer_memory)
+    arguments = producer_args(pool, config)
+    main = container(PRODUCER, config.images.producer, arguments, requests, config)
+    main["command"] = ["cryptopipe-producer"]
+    main["volumeMounts"] = [spec_mount(pool)]
+    main["ports"] = [{"name": "metrics", "containerPort": PRODUCER_METRICS_PORT}]
+    main["livenessProbe"] = {
+        "httpGet": {"path": "/healthz", "port": "metrics"},
+        "periodSeconds": 10,
+        "failureThreshold": 6,
+    }
+    main["readinessProbe"] = {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5}
+    # Rolls on what any member's producer reads: its symbol and source.
+    config_hash = digest(*((m.name, m.spec.symbol, m.spec.source) for m in pool.members))
+    template = pod_template(pool, PRODUCER, [main], config, config_hash)
+    out = deployment(pool, producer_name(pool), PRODUCER, template)
+    out["spec"]["strategy"] = {"type": "Recreate"}  # never two producers of the same trades
+    return out
+
+
+def build_producer_metrics_service(pool: Pool) -> dict[str, Any]:
+    return metrics_service(
+        pool, producer_metrics_service_name(pool), PRODUCER, PRODUCER_METRICS_PORT
+    )
+
+
+def aggregator_args(pool: Pool, config: PlatformConfig) -> list[str]:
+    return [
+        "--spec-dir", POOL_SPEC_DIR,
+        "--bootstrap-servers", config.kafka.bootstrap_servers,
+        "--checkpoint", checkpoint_root(pool, config),
+        "--hdfs-url", config.storage.hdfs_url,
+        "--metastore-uri", config.storage.hive_metastore_uri,
+        "--master", "submit",
+        "--hive-ddl-dir", aggregator.HIVE_DDL_DIR,
+    ]  # fmt: skip
+
+
+def build_aggregator(pool: Pool, config: PlatformConfig) -> dict[str, Any]:
+    requests = ComponentResources(config.pools.aggregator_cpu, config.pools.aggregator_memory)
+    # The members are not part of it: they reach the running driver through its volume.
+    config_hash = digest(pool.spec.sinks)
+    return aggregator.application(
+        pool, aggregator_name(pool), aggregator_args(pool, config), requests, config_hash, config
+    )
+
+
+def desired(pool: Pool, config: PlatformConfig) -> list[dict[str, Any]]:
+    """The pool's shared children, in the order they are applied; none without a member."""
+    if not pool.members:
+        return []
+    return [
+        build_members(pool),
+        build_producer(pool, config),
+        build_producer_metrics_service(pool),
+        build_aggregator(pool, config),
+    ]

@@ -1,0 +1,139 @@
+"""A pool's membership (pools) and its shared children (children.pool), from specs alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cryptopipe_jobs.aggregate.main import build_parser as aggregate_parser
+from cryptopipe_jobs.producer.main import build_parser as producer_parser
+from cryptopipe_jobs.spec_directory import read_spec_folder
+from cryptopipe_operator import children, pools
+from cryptopipe_operator.children import pool as pool_children
+from cryptopipe_operator.children.common import POOL_LABEL, POOL_SPEC_DIR, Pool
+from operator_support import CONFIG
+
+SHARED = {"isolation": "shared", "pool": "majors"}
+
+
+def body(name: str, symbol: str, created: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "team",
+            "uid": f"uid-{name}",
+            "creationTimestamp": created,
+        },
+        "spec": {"symbol": symbol, **SHARED, **spec},
+    }
+
+
+def view(*bodies: dict[str, Any]) -> pools.PoolView:
+    found = pools.pool_view("team", "majors", bodies, {})
+    assert found is not None
+    return found
+
+
+def test_the_pool_is_its_shared_pipelines_and_takes_its_oldest_ones_settings() -> None:
+    result = view(
+        body("eth", "ETHUSDT", "2026-01-02T00:00:00Z"),
+        body("btc", "BTCUSDT", "2026-01-01T00:00:00Z", sinks={"kafka": {"partitions": 3}}),
+        body("solo", "SOLUSDT", "2026-01-01T00:00:00Z", isolation="dedicated"),
+        body("other", "XRPUSDT", "2026-01-01T00:00:00Z", pool="minors"),
+        body("paused", "ADAUSDT", "2026-01-03T00:00:00Z", suspend=True,
+             sinks={"kafka": {"partitions": 3}}),
+    )  # fmt: skip
+    # eth's sinks differ from btc's, the oldest: it is told, and not served.
+    assert list(result.problems) == ["eth"]
+    assert "spec.sinks" in result.problems["eth"][0] and "btc" in result.problems["eth"][0]
+    assert [m.name for m in result.pool.members] == ["btc"]  # paused owns but is not served
+    assert {m.name for m in result.owners} == {"btc", "paused"}
+    assert result.pool.spec.sinks.kafka.partitions == 3
+
+
+def test_a_mixed_source_kind_is_refused_and_owners_are_never_controllers() -> None:
+    result = view(
+        body("btc", "BTCUSDT", "2026-01-01T00:00:00Z"),
+        body("eth", "ETHUSDT", "2026-01-02T00:00:00Z", source={"kind": "replay"}),
+    )
+    assert "spec.source.kind: replay differs from binance" in result.problems["eth"][0]
+    references = pools.owner_references(result.owners)
+    assert [(r["name"], r["controller"], r["blockOwnerDeletion"]) for r in references] == [
+        ("btc", False, False)
+    ]
+
+
+def test_nobody_asking_for_a_pool_means_no_pool() -> None:
+    dedicated = body("btc", "BTCUSDT", "2026-01-01T00:00:00Z", isolation="dedicated")
+    assert pools.pool_view("team", "majors", [dedicated], {}) is None
+
+
+def majors(*symbols: str) -> Pool:
+    bodies = [body(s.lower(), s, f"2026-01-0{i + 1}T00:00:00Z") for i, s in enumerate(symbols)]
+    return view(*bodies).pool
+
+
+def by_kind(objs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {obj["kind"]: obj for obj in objs}
+
+
+def test_shared_pipelines_have_no_producer_or_aggregator_of_their_own() -> None:
+    (member,) = majors("BTCUSDT").members
+    kinds = [obj["kind"] for obj in children.desired(member, CONFIG)]
+    assert "SparkApplication" not in kinds
+    names = [obj["metadata"]["name"] for obj in children.desired(member, CONFIG)]
+    assert "btcusdt-producer" not in names and "btcusdt-predictor" in names
+
+
+def test_pool_children_are_named_apart_from_any_pipeline_and_labelled_by_pool() -> None:
+    objs = pool_children.desired(majors("BTCUSDT", "ETHUSDT"), CONFIG)
+    names = sorted(obj["metadata"]["name"] for obj in objs)
+    assert names == [
+        "majors-aggregator-pool",
+        "majors-members-pool",
+        "majors-producer-metrics-pool",
+        "majors-producer-pool",
+    ]
+    for obj in objs:
+        assert obj["metadata"]["labels"][POOL_LABEL] == "majors"
+        assert "cryptopipe.io/pipeline" not in obj["metadata"]["labels"]
+
+
+def test_members_render_to_files_the_jobs_read_back(tmp_path: Path) -> None:
+    members = by_kind(pool_children.desired(majors("BTCUSDT", "ETHUSDT"), CONFIG))["ConfigMap"]
+    for key, text in members["data"].items():
+        (tmp_path / key).write_text(text)
+    assert [s.symbol for s in read_spec_folder(tmp_path).specs] == ["BTCUSDT", "ETHUSDT"]
+
+
+def test_the_producer_rolls_on_members_and_the_aggregator_never_does() -> None:
+    two = by_kind(pool_children.desired(majors("BTCUSDT", "ETHUSDT"), CONFIG))
+    three = by_kind(pool_children.desired(majors("BTCUSDT", "ETHUSDT", "SOLUSDT"), CONFIG))
+
+    def hash_of(deployment: dict[str, Any]) -> Any:
+        return deployment["spec"]["template"]["metadata"]["annotations"]
+
+    assert hash_of(two["Deployment"]) != hash_of(three["Deployment"])
+    assert two["SparkApplication"] == three["SparkApplication"]  # no resubmission
+    assert two["Deployment"]["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_pool_entry_points_accept_their_arguments_and_mount_the_members() -> None:
+    objs = by_kind(pool_children.desired(majors("BTCUSDT"), CONFIG))
+    pod = objs["Deployment"]["spec"]["template"]["spec"]
+    (producer,) = pod["containers"]
+    producer_parser().parse_args(producer["args"])
+    assert producer["volumeMounts"][0]["mountPath"] == POOL_SPEC_DIR
+    assert pod["volumes"][0]["configMap"]["name"] == "majors-members-pool"
+    app = objs["SparkApplication"]["spec"]
+    options = aggregate_parser().parse_args(app["arguments"])
+    assert str(options.spec_dir) == POOL_SPEC_DIR
+    assert options.checkpoint == "hdfs://nn:8020/cryptopipe/checkpoints/team/pool-majors"
+    driver = app["driver"]["template"]["spec"]
+    assert driver["containers"][0]["volumeMounts"][0]["mountPath"] == POOL_SPEC_DIR
+    assert app["driver"]["memory"] == "1024m" and app["driver"]["coreRequest"] == "500m"
+
+
+def test_a_pool_without_a_served_member_has_no_children() -> None:
+    paused = body("btc", "BTCUSDT", "2026-01-01T00:00:00Z", suspend=True)
+    assert pool_children.desired(view(paused).pool, CONFIG) == []
