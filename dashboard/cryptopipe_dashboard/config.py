@@ -18,6 +18,8 @@ from cryptopipe_schemas.flags import entry_parser
 class DashboardConfig:
     kafka_bootstrap: str = "kafka-kafka-bootstrap:9092"
     symbols: tuple[str, ...] = ("BTCUSDT",)
+    # Symbols whose trades are a random walk (source kind synthetic): never shown as market data.
+    synthetic_symbols: tuple[str, ...] = ()
     intervals: tuple[str, ...] = ("1m", "5m", "1h")
     registry: str | None = None  # a local folder, or an http(s) WebHDFS URL ending in the folder
     namespace: str | None = None  # where CryptoPipelines live; None: local mode, no Kubernetes
@@ -28,7 +30,7 @@ class DashboardConfig:
 
 
 def _coerce(name: str, value: Any) -> Any:
-    if name in {"symbols", "intervals"}:
+    if name in {"symbols", "intervals", "synthetic_symbols"}:
         items = value.split(",") if isinstance(value, str) else list(value)
         return tuple(item.strip() for item in items if item.strip())
     return value
@@ -50,6 +52,7 @@ FLAG_HELP = {
     "kafka_bootstrap": f"Kafka bootstrap servers (default: {_DEFAULTS.kafka_bootstrap})",
     "symbols": f"comma-separated symbols (default: {','.join(_DEFAULTS.symbols)})",
     "intervals": f"comma-separated candle intervals (default: {','.join(_DEFAULTS.intervals)})",
+    "synthetic_symbols": "comma-separated symbols whose trades are synthetic (labelled so)",
     "registry": "model registry: a local folder, or a WebHDFS URL ending in the folder",
     "namespace": "where CryptoPipelines live (default: none, local mode without Kubernetes)",
 }

@@ -61,10 +61,17 @@ def say_problem(read: Read[Any]) -> bool:
     return False
 
 
+SYNTHETIC_NOTE = (
+    "{symbol}: synthetic trades, a seeded random walk for tests and benchmarks, not market data."
+)
+
+
 def market_page(config: DashboardConfig) -> None:
     st.title("Market")
     symbol = st.sidebar.selectbox("Symbol", config.symbols, key="symbol")
     interval = st.sidebar.selectbox("Interval", config.intervals, key="interval")
+    if symbol in config.synthetic_symbols:
+        st.warning(SYNTHETIC_NOTE.format(symbol=symbol), icon="🧪")
 
     @st.fragment(run_every=_ttl(config))
     def live() -> None:

@@ -58,6 +58,7 @@ class Isolation(StrEnum):
 class SourceKind(StrEnum):
     BINANCE = "binance"
     REPLAY = "replay"
+    SYNTHETIC = "synthetic"
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,39 @@ class ReplaySource:
 
 
 @dataclass(frozen=True)
+class SyntheticSource:
+    """A seeded random walk, live: for tests and benchmarks of many symbols, never market data
+    (its records say exchange `synthetic`)."""
+
+    rate: float = spec_field(
+        "Mean trades per second outside bursts.", 10.0, minimum=0.001, maximum=10000
+    )
+    seed: int = spec_field("Seed of the walk (with the symbol and the resume point).", 0)
+    start_price: float = spec_field("The first price.", 100.0, minimum=0.00001)
+    volatility: float = spec_field(
+        "Standard deviation of the log price per square root of a second.",
+        0.0005,
+        minimum=0,
+        maximum=1,
+    )
+    burst_factor: float = spec_field(
+        "How many times faster trades arrive during a burst.", 5.0, minimum=1, maximum=100
+    )
+    burst_seconds: float = spec_field("Mean length of a burst, in seconds.", 10.0, minimum=0.1)
+    calm_seconds: float = spec_field("Mean time between bursts, in seconds.", 120.0, minimum=0.1)
+
+
+@dataclass(frozen=True)
 class Source:
-    kind: SourceKind = spec_field("Where trades come from.", SourceKind.BINANCE)
+    kind: SourceKind = spec_field(
+        "Where trades come from: binance (live), replay (a recording) or synthetic (a seeded "
+        "random walk, not market data).",
+        SourceKind.BINANCE,
+    )
     replay: ReplaySource = spec_field("Replay settings, used when kind is replay.", ReplaySource())
+    synthetic: SyntheticSource = spec_field(
+        "Random-walk settings, used when kind is synthetic.", SyntheticSource()
+    )
 
 
 @dataclass(frozen=True)

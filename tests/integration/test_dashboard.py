@@ -175,6 +175,19 @@ def test_market_page_shows_candles_forecasts_and_accuracy(
     assert "Serving: **v0001**" in _texts(app)
     charts = app.get("vega_lite_chart")
     assert len(charts) == 2  # candles with forecasts, and the error comparison
+    assert "synthetic" not in _texts(app)
+
+
+def test_a_synthetic_symbol_is_never_shown_as_market_data(
+    market: tuple[str, list[float]], kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    symbol, _ = market
+    app = _app(
+        monkeypatch, "--kafka-bootstrap", kafka_bootstrap, "--symbols", symbol,
+        "--intervals", "1h", "--synthetic-symbols", symbol,
+    )  # fmt: skip
+    (warning,) = [w.value for w in app.warning if "synthetic" in str(w.value)]
+    assert f"{symbol}: synthetic trades" in warning and "not market data" in warning
 
 
 def test_pipelines_page_shows_freshness_and_the_training_report(

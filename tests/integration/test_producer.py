@@ -297,6 +297,44 @@ def test_replay_publishes_every_trade_once_across_restarts(
     assert _trade_ids(kafka_bootstrap, symbol) == ids, "a restarted replay repeated trades"
 
 
+def test_synthetic_symbols_of_a_spec_folder_resume_after_sigterm_without_a_gap(
+    tmp_path: Path, kafka_bootstrap: str, producer_factory: Callable[..., ProducerProcess]
+) -> None:
+    """Two synthetic symbols from a pool's members folder: live, paced trades labelled
+    synthetic; a restart continues each symbol's ids and price where they stopped."""
+    symbols = [_symbol(), _symbol()]
+    members = tmp_path / "members"
+    members.mkdir()
+    for index, symbol in enumerate(symbols):
+        source = {"kind": "synthetic", "synthetic": {"rate": 100, "seed": index}}
+        _spec_file(tmp_path, symbol, source).rename(members / f"{symbol.lower()}.yaml")
+    args = ("--spec-dir", str(members), "--metrics-port", "0", "--transactional-id", "synth-pool")
+
+    def records(symbol: str) -> list[dict[str, Any]]:
+        return [decode(v).record for v in read_topic(kafka_bootstrap, topics.trades(symbol))]
+
+    first = producer_factory([], *args)
+    _wait(lambda: all(len(records(s)) > 100 for s in symbols), "synthetic trades", 60, first.tail)
+    assert first.signal(signal.SIGTERM) == 0, first.tail()
+    before = {s: records(s) for s in symbols}
+    second = producer_factory([], *args)
+    _wait(
+        lambda: all(len(records(s)) > len(before[s]) + 50 for s in symbols),
+        "more trades after the restart",
+        60,
+        second.tail,
+    )
+    assert second.signal(signal.SIGTERM) == 0, second.tail()
+    for symbol in symbols:
+        after = records(symbol)
+        assert [r["trade_id"] for r in after] == list(range(1, len(after) + 1)), symbol
+        assert {r["exchange"] for r in after} == {"synthetic"}
+        seam = len(before[symbol])
+        assert abs(float(after[seam]["price"]) / float(after[seam - 1]["price"]) - 1) < 0.01
+        # Live: event times are the clock's, within seconds of now.
+        assert abs(after[-1]["event_time"].timestamp() - time.time()) < 30
+
+
 def test_an_invalid_spec_is_a_clear_error_before_anything_starts(
     tmp_path: Path, kafka_bootstrap: str
 ) -> None:

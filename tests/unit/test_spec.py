@@ -69,7 +69,7 @@ def test_every_problem_is_reported_with_its_path() -> None:
     )
     text = "\n".join(problems)
     assert "symbol: 'btc-usdt' does not look right (Binance symbol" in text
-    assert "source.kind: must be one of binance, replay, not 'ftx'" in text
+    assert "source.kind: must be one of binance, replay, synthetic, not 'ftx'" in text
     assert "intervals[1]: 'soon' does not look right" in text
     assert "model.lookback: must be a whole number, not 'many'" in text
     assert "model.dropout: must be at most 0.9, not 2" in text

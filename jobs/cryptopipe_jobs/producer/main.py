@@ -27,7 +27,7 @@ from cryptopipe_jobs.cli import refuse, stop_on_signals
 from cryptopipe_jobs.http_metrics import serve
 from cryptopipe_jobs.kafka_io import TopicSettings, ensure_topics
 from cryptopipe_jobs.ports import ensure_free
-from cryptopipe_jobs.producer import binance_ws, replay
+from cryptopipe_jobs.producer import binance_ws, replay, synthetic
 from cryptopipe_jobs.producer.kafka_sink import (
     KafkaTradeSink,
     create_transactional,
@@ -142,10 +142,37 @@ def run_replay(
     return published
 
 
+def run_synthetic(
+    spec: CryptoPipelineSpec,
+    sink: KafkaTradeSink,
+    metrics: ProducerMetrics,
+    last: LastTrade | None,
+    stop: threading.Event,
+) -> int:
+    """Random-walk trades for one symbol until stopped, after its last published trade."""
+    settings = spec.source.synthetic
+    now = dt.datetime.now(dt.UTC)
+    start = synthetic.first_state(settings, now)
+    if last is not None and last.price is not None:
+        start = synthetic.WalkState(last.trade_id, last.price, replay.ms_from_utc(last.event_time))
+    published = 0
+    for record in synthetic.trades(
+        spec.symbol, settings, start, lambda: dt.datetime.now(dt.UTC), stop.wait
+    ):
+        if stop.is_set():
+            break
+        sink.publish_trade(record)
+        metrics.messages_in.labels(spec.symbol).inc()
+        metrics.last_event.labels(spec.symbol).set(record["event_time"].timestamp())
+        published += 1
+    log.info("synthetic trades stopped", extra={"symbol": spec.symbol, "published": published})
+    return published
+
+
 def run(options: ProducerOptions, stop: threading.Event) -> None:
     kinds = {spec.source.kind for spec in options.specs}
     if len(kinds) != 1:
-        raise SpecError(["source.kind: one producer serves one source; split binance and replay"])
+        raise SpecError(["source.kind: one producer serves one source kind; split them"])
     (kind,) = kinds
     symbols = [spec.symbol for spec in options.specs]
     kafka_sink = options.specs[0].sinks.kafka
@@ -183,7 +210,21 @@ def run(options: ProducerOptions, stop: threading.Event) -> None:
         else None
     )
     try:
-        if kind is SourceKind.REPLAY:
+        if kind is SourceKind.SYNTHETIC:
+            workers = [
+                threading.Thread(
+                    target=run_synthetic,
+                    args=(spec, sink, metrics, last.get(spec.symbol), stop),
+                    name=f"synthetic-{spec.symbol}",
+                )
+                for spec in options.specs
+            ]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+            sink.flush()
+        elif kind is SourceKind.REPLAY:
             workers = [
                 threading.Thread(
                     target=run_replay,

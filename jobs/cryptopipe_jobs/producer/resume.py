@@ -6,6 +6,7 @@ import datetime as dt
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -19,6 +20,7 @@ from cryptopipe_schemas.registry import SchemaIds
 class LastTrade:
     trade_id: int
     event_time: dt.datetime
+    price: Decimal | None = None
 
 
 def last_trades(
@@ -51,7 +53,7 @@ def last_trades(
                     continue
                 symbol, trade_id = trade["symbol"], int(trade["trade_id"])
                 if symbol not in last or trade_id > last[symbol].trade_id:
-                    last[symbol] = LastTrade(trade_id, trade["event_time"])
+                    last[symbol] = LastTrade(trade_id, trade["event_time"], trade["price"])
                 break
         return last
     finally:

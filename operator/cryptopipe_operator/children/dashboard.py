@@ -16,6 +16,7 @@ from cryptopipe_operator.children.common import (
     selector,
 )
 from cryptopipe_operator.config import PlatformConfig
+from cryptopipe_schemas.spec import SourceKind
 
 COMPONENT = "dashboard"
 APP = "/opt/cryptopipe/dashboard/app.py"
@@ -42,6 +43,7 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
         "--kafka-bootstrap", config.kafka.bootstrap_servers,
         "--symbols", spec.symbol,
         "--intervals", ",".join(spec.intervals),
+        *(["--synthetic-symbols", spec.symbol] if spec.source.kind is SourceKind.SYNTHETIC else []),
         "--registry", training.registry_web_location(pipeline, config),
         *(["--namespace", pipeline.namespace] if config.dashboard.service_account else []),
     ]  # fmt: skip
@@ -64,7 +66,7 @@ def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
         COMPONENT,
         [main],
         config,
-        digest(spec.symbol, spec.intervals, spec.model.interval, spec.dashboard),
+        digest(spec.symbol, spec.intervals, spec.model.interval, spec.dashboard, spec.source.kind),
     )
     if config.dashboard.service_account:
         template["spec"]["serviceAccountName"] = config.dashboard.service_account
