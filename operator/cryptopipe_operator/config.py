@@ -74,13 +74,15 @@ class Freshness:
 
 @dataclass(frozen=True)
 class Pools:
-    """Requests (and memory limits) of each pool's shared producer and Spark driver and
-    executor: sized for the pool's trades per second, not per pipeline."""
+    """Requests (and memory limits) of each pool's shared producer, Spark driver and executor,
+    and predictor: sized for the pool's trades per second, not per pipeline."""
 
     producer_cpu: str = "100m"
     producer_memory: str = "256Mi"
     aggregator_cpu: str = "500m"
     aggregator_memory: str = "1Gi"
+    predictor_cpu: str = "100m"
+    predictor_memory: str = "768Mi"
 
 
 @dataclass(frozen=True)

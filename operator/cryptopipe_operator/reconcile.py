@@ -123,12 +123,11 @@ def _freshness(
 
 
 def _last_forecast(
-    kube: Kube, pipeline: Pipeline, config: PlatformConfig, predictor_ready: bool
+    kube: Kube, pipeline: Pipeline, service: str, config: PlatformConfig, predictor_ready: bool
 ) -> str | None:
     """The predictor's newest forecast time; None (the status keeps the last one) if unknown."""
     if not config.freshness.enabled or not predictor_ready:
         return None
-    service = predictor.metrics_service_name(pipeline)
     try:
         text = read_metrics(kube, pipeline.namespace, service, config.freshness.timeout_seconds)
     except Exception as error:
@@ -346,7 +345,8 @@ def reconcile(
         pods = kube.list(POD.path(namespace), f"{selector},app.kubernetes.io/component=trainer")
     producer_name = pool.producer_name(view.pool) if view else producer.name(pipeline)
     producer_obj = one(DEPLOYMENT, producer_name)
-    predictor_obj = one(DEPLOYMENT, predictor.name(pipeline))
+    predictor_name = pool.predictor_name(view.pool) if view else predictor.name(pipeline)
+    predictor_obj = one(DEPLOYMENT, predictor_name)
     early = status.conditions(
         status.Observed(
             generation,
@@ -366,7 +366,14 @@ def reconcile(
             else producer.metrics_service_name(pipeline)
         )
         age, note = _freshness(kube, pipeline, metrics_service, config, available["ProducerReady"])
-        forecast_time = _last_forecast(kube, pipeline, config, available["PredictorReady"])
+        predictor_service = (
+            pool.predictor_metrics_service_name(view.pool)
+            if view
+            else predictor.metrics_service_name(pipeline)
+        )
+        forecast_time = _last_forecast(
+            kube, pipeline, predictor_service, config, available["PredictorReady"]
+        )
     obs = status.Observed(
         generation=generation,
         suspend=spec.suspend,

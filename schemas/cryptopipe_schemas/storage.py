@@ -14,3 +14,9 @@ def checkpoint_location(base: str, owner: str) -> str:
     it (`namespace/name` in a cluster, `local/<symbols>` for the local run), never by its spec,
     so a changed spec resumes from it."""
     return f"{base}/checkpoints/{owner}"
+
+
+def registry_path(hdfs_path: str, namespace: str, name: str) -> str:
+    """A pipeline's model registry folder on HDFS (the trainer writes it, the predictor and the
+    dashboard read it): `<sinks.hdfs.path>/models/<namespace>/<name>`."""
+    return f"{hdfs_path.rstrip('/')}/models/{namespace}/{name}"

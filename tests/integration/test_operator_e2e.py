@@ -799,6 +799,8 @@ def test_a_pool_serves_its_pipelines_with_one_producer_and_one_aggregator(
         ("Deployment", "majors-producer-pool"),
         ("Service", "majors-producer-metrics-pool"),
         ("SparkApplication", "majors-aggregator-pool"),
+        ("Deployment", "majors-predictor-pool"),
+        ("Service", "majors-predictor-metrics-pool"),
     }
 
     def uids() -> set[str]:
@@ -821,11 +823,12 @@ def test_a_pool_serves_its_pipelines_with_one_producer_and_one_aggregator(
     assert args[args.index("--transactional-id") + 1] == f"cryptopipe-producer.pool.{ns}.majors"
     app = found[("SparkApplication", "majors-aggregator-pool")]["spec"]
     assert "--spec-dir" in app["arguments"]
-    # No pipeline has a producer or aggregator of its own; each keeps its topics and training.
+    # No pipeline has a producer, aggregator or predictor of its own; each keeps its topics
+    # and its training.
     for name in members:
         own = {kind for kind, _ in children_of(kube, ns, name)}
-        assert "SparkApplication" not in own and "Deployment" in own  # the predictor
-        assert not any(n == f"{name}-producer" for _, n in children_of(kube, ns, name))
+        assert {"KafkaTopic", "CronJob"} <= own, own
+        assert not own & {"SparkApplication", "Deployment"}, own
 
     # Every pipeline reads its aggregator's state from the pool's application.
     play_spark(kube, ns, "majors-aggregator-pool")

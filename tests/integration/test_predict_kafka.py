@@ -406,3 +406,92 @@ def test_predictor_end_to_end_with_hot_reload_and_restart(
     assert sorted(
         (r["made_at"], r["horizon_step"], r["model"], r["point"]) for r in lines
     ) == sorted(as_ms)
+
+
+def member_manifest(symbol: str, hdfs_path: str) -> str:
+    """A rendered member, as the operator's pool ConfigMap holds it: identity and spec."""
+    return yaml.safe_dump(
+        {
+            "apiVersion": "cryptopipe.io/v1alpha1",
+            "kind": "CryptoPipeline",
+            "metadata": {"name": symbol.lower(), "namespace": "team"},
+            "spec": {
+                "symbol": symbol,
+                "model": {**MODEL, "coverage": COVERAGE},
+                "sinks": {"hdfs": {"path": hdfs_path}},
+            },
+        }
+    )
+
+
+def test_one_predictor_serves_a_pool_whose_members_join_and_leave(
+    kafka_bootstrap: str, tmp_path: Path, data: tuple[pd.DataFrame, list[Kline]]
+) -> None:
+    """Each member from its own registry (one has a promoted version, the others serve the
+    baseline); a member that joins is served from its candles on, one that leaves no more."""
+    train_frame, klines = data
+    a, b, c = (f"P{uuid.uuid4().hex[:8].upper()}USDT" for _ in range(3))
+    members = tmp_path / "members"
+    members.mkdir()
+    root = str(tmp_path / "hdfs")
+    hdfs_path = "/cryptopipe"
+
+    def join(symbol: str) -> None:
+        staged = tmp_path / f"{symbol}.yaml"
+        staged.write_text(member_manifest(symbol, hdfs_path))
+        staged.rename(members / f"{symbol.lower()}.yaml")
+
+    # A's registry (where the trainer of pipeline team/<a> writes) has a promoted version.
+    registry = Registry(LocalStorage(Path(f"{root}{hdfs_path}/models/team/{a.lower()}")))
+    tiny = ModelSpec(lookback=8, horizon=3, layers=1, units=4, epochs=1, coverage=COVERAGE)
+    model = LstmModel(tiny, seed=5)
+    evaluation = walk_forward(
+        train_frame, [*all_baselines(3, COVERAGE), model], horizon=3, coverage=COVERAGE,
+        test_size=40, n_folds=2,
+    )  # fmt: skip
+    record = registry.register(model.fit(train_frame), evaluation, DataRange.of(train_frame))
+    registry.promote(record.version, "promoted by the test")
+    join(a)
+    join(b)
+    args = [
+        "--spec-dir", str(members),
+        "--registry-root", root,
+        "--bootstrap-servers", kafka_bootstrap,
+        "--group-id", f"pool-{uuid.uuid4().hex[:6]}",
+        "--poll-seconds", "1",
+        "--history", "200",
+    ]  # fmt: skip
+    # A baseline calibrates its interval on the history: forecasts start once enough is kept.
+    warm = Persistence(3, COVERAGE).fit(train_frame).min_history() + 3 + MIN_CALIBRATION_ORIGINS
+    sent = 60
+    baseline_forecasts = 3 * (sent - warm + 1)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    streams = {s: Forecasts(kafka_bootstrap, s) for s in (a, b, c)}
+    predictor = Predictor(args)
+    try:
+        predictor.wait_log(lambda e: e["message"] == "predictor ready")
+        for symbol in (a, b):
+            send(producer, symbol, [candle(symbol, k) for k in klines[:sent]])
+        got_b = streams[b].read_until(baseline_forecasts)
+        assert len(got_b) == baseline_forecasts
+        assert {(f["symbol"], f["model"]) for f in got_b} == {(b, "persistence")}
+        got_a = streams[a].read_until(3)
+        assert {(f["symbol"], f["model"]) for f in got_a} == {(a, f"lstm-{record.version}")}
+        # C joins while the predictor runs: served from its first candles on.
+        join(c)
+        predictor.wait_log(lambda e: e["message"] == "member joined" and e.get("symbol") == c)
+        send(producer, c, [candle(c, k) for k in klines[:sent]])
+        got_c = streams[c].read_until(baseline_forecasts)
+        assert len(got_c) == baseline_forecasts and {f["symbol"] for f in got_c} == {c}
+        # B leaves: its next candles are not forecast; A's still are.
+        (members / f"{b.lower()}.yaml").unlink()
+        predictor.wait_log(lambda e: e["message"] == "member left" and e.get("symbol") == b)
+        a_before = len(streams[a].read_until(len(got_a), timeout=5))
+        send(producer, b, [candle(b, k) for k in klines[sent : sent + 10]])
+        send(producer, a, [candle(a, k) for k in klines[sent : sent + 10]])
+        assert len(streams[a].read_until(a_before + 30)) == a_before + 30
+        assert len(streams[b].read_until(baseline_forecasts + 1, timeout=8)) == baseline_forecasts
+        assert predictor.stop() == 0
+    finally:
+        predictor.kill()
+        producer.close()

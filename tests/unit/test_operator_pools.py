@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptopipe_jobs.aggregate.main import build_parser as aggregate_parser
+from cryptopipe_jobs.predict.main import build_parser as predict_parser
 from cryptopipe_jobs.producer.main import build_parser as producer_parser
 from cryptopipe_jobs.spec_directory import read_spec_folder
 from cryptopipe_operator import children, pools
@@ -74,7 +75,15 @@ def majors(*symbols: str) -> Pool:
 
 
 def by_kind(objs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {obj["kind"]: obj for obj in objs}
+    """Each kind's object; of Deployments and Services, the producer's."""
+    out: dict[str, dict[str, Any]] = {}
+    for obj in objs:
+        component = obj["metadata"]["labels"]["app.kubernetes.io/component"]
+        if obj["kind"] in ("Deployment", "Service") and component != "producer":
+            out[f"{obj['kind']}/{component}"] = obj
+        else:
+            out[obj["kind"]] = obj
+    return out
 
 
 def test_shared_pipelines_have_no_producer_or_aggregator_of_their_own() -> None:
@@ -82,7 +91,8 @@ def test_shared_pipelines_have_no_producer_or_aggregator_of_their_own() -> None:
     kinds = [obj["kind"] for obj in children.desired(member, CONFIG)]
     assert "SparkApplication" not in kinds
     names = [obj["metadata"]["name"] for obj in children.desired(member, CONFIG)]
-    assert "btcusdt-producer" not in names and "btcusdt-predictor" in names
+    assert not any(n.endswith(("-producer", "-predictor")) for n in names), names
+    assert {"btcusdt-retrain", "btcusdt-dashboard"} <= set(names)  # still its own
 
 
 def test_pool_children_are_named_apart_from_any_pipeline_and_labelled_by_pool() -> None:
@@ -91,6 +101,8 @@ def test_pool_children_are_named_apart_from_any_pipeline_and_labelled_by_pool() 
     assert names == [
         "majors-aggregator-pool",
         "majors-members-pool",
+        "majors-predictor-metrics-pool",
+        "majors-predictor-pool",
         "majors-producer-metrics-pool",
         "majors-producer-pool",
     ]
@@ -106,9 +118,10 @@ def test_members_render_to_files_the_jobs_read_back(tmp_path: Path) -> None:
     assert [s.symbol for s in read_spec_folder(tmp_path).specs] == ["BTCUSDT", "ETHUSDT"]
 
 
-def test_the_producer_rolls_on_members_and_the_aggregator_never_does() -> None:
+def test_the_producer_rolls_on_members_and_the_aggregator_and_predictor_never_do() -> None:
     two = by_kind(pool_children.desired(majors("BTCUSDT", "ETHUSDT"), CONFIG))
     three = by_kind(pool_children.desired(majors("BTCUSDT", "ETHUSDT", "SOLUSDT"), CONFIG))
+    assert two["Deployment/predictor"] == three["Deployment/predictor"]
 
     def hash_of(deployment: dict[str, Any]) -> Any:
         return deployment["spec"]["template"]["metadata"]["annotations"]
@@ -125,6 +138,12 @@ def test_pool_entry_points_accept_their_arguments_and_mount_the_members() -> Non
     producer_parser().parse_args(producer["args"])
     assert producer["volumeMounts"][0]["mountPath"] == POOL_SPEC_DIR
     assert pod["volumes"][0]["configMap"]["name"] == "majors-members-pool"
+    predictor = objs["Deployment/predictor"]["spec"]["template"]["spec"]["containers"][0]
+    predict_options = predict_parser().parse_args(predictor["args"])
+    assert str(predict_options.spec_dir) == POOL_SPEC_DIR
+    assert predict_options.registry_root == "hdfs://nn:8020"
+    assert predict_options.group_id == "cryptopipe-predict.pool.team.majors"
+    assert predictor["volumeMounts"][0]["mountPath"] == POOL_SPEC_DIR
     app = objs["SparkApplication"]["spec"]
     options = aggregate_parser().parse_args(app["arguments"])
     assert str(options.spec_dir) == POOL_SPEC_DIR

@@ -10,6 +10,8 @@ kind "model"; or a baseline's name, kind "baseline").
 
 from __future__ import annotations
 
+import copy
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 PREFIX = "cryptopipe_predictor"
@@ -18,7 +20,10 @@ INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05
 
 
 class PredictorMetrics:
-    def __init__(self, symbol: str, registry: CollectorRegistry | None = None) -> None:
+    """The predictor's series, labelled by symbol: one registry for every symbol it serves.
+    `of(symbol)` is the view a symbol's forecaster records through."""
+
+    def __init__(self, symbol: str = "", registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.symbol = symbol
         self._candles = Counter(
@@ -64,9 +69,20 @@ class PredictorMetrics:
             ["symbol"],
             registry=self.registry,
         )
-        # Zero-valued series from the start, so a scrape shows them before the first event.
+        if symbol:
+            self._zero_series()
+
+    def _zero_series(self) -> None:
+        """Zero-valued series from the start, so a scrape shows them before the first event."""
         for counter in (self._candles, self._duplicates, self._forecasts, self._reloads):
-            counter.labels(symbol)
+            counter.labels(self.symbol)
+
+    def of(self, symbol: str) -> PredictorMetrics:
+        """The same series, recorded for `symbol`."""
+        view = copy.copy(self)
+        view.symbol = symbol
+        view._zero_series()
+        return view
 
     def candle_consumed(self) -> None:
         self._candles.labels(self.symbol).inc()

@@ -3,7 +3,7 @@
 One module per child kind; nothing here talks to the API server. `desired` lists every child a
 pipeline should have right now (suspended pipelines have no SparkApplication; a disabled
 dashboard has no Deployment), in the order they are applied. A pipeline with `isolation: shared`
-has no producer or SparkApplication of its own: its pool's serve it (`pool.desired`).
+has no producer, SparkApplication or predictor of its own: its pool's serve it (`pool.desired`).
 """
 
 from __future__ import annotations
@@ -70,7 +70,11 @@ def desired(pipeline: Pipeline, config: PlatformConfig) -> list[dict[str, Any]]:
         if not spec.suspend:  # suspending removes the SparkApplication; its checkpoint stays
             out.append(aggregator.build(pipeline, config))
     out += [training.build_job(pipeline, config), training.build_cronjob(pipeline, config)]
-    out += [predictor.build(pipeline, config), predictor.build_metrics_service(pipeline, config)]
+    if spec.isolation is Isolation.DEDICATED:
+        out += [
+            predictor.build(pipeline, config),
+            predictor.build_metrics_service(pipeline, config),
+        ]
     if spec.dashboard.enabled:
         out += [dashboard.build(pipeline, config), dashboard.build_service(pipeline, config)]
         ingress = dashboard.build_ingress(pipeline, config)

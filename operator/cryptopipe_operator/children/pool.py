@@ -1,4 +1,5 @@
-"""A pool's shared children: its members' specs, one producer and one SparkApplication.
+"""A pool's shared children: its members' specs, one producer, one SparkApplication and one
+predictor.
 
 Pure. Pipelines with `isolation: shared` keep their own ConfigMap, topics, training, predictor
 and dashboard; what scales with trades rather than with symbols is built here, once per pool:
@@ -9,16 +10,19 @@ and dashboard; what scales with trades rather than with symbols is built here, o
   Its transactional id is the pool's, not its symbols', so the new producer fences the old;
 - the SparkApplication, which never changes with the members (a change would resubmit it): the
   driver reads the members folder again while it runs (aggregate.pool), as the kubelet updates
-  the mounted ConfigMap.
+  the mounted ConfigMap;
+- the predictor, which reads the folder again too (predict.members), and serves each member
+  from the member's own registry, reloaded per member.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from cryptopipe_operator.children import aggregator, configmap
+from cryptopipe_operator.children import aggregator, configmap, predictor
 from cryptopipe_operator.children.common import (
     POOL_SPEC_DIR,
+    PREDICTOR_METRICS_PORT,
     PRODUCER_METRICS_PORT,
     Pool,
     container,
@@ -132,6 +136,41 @@ def build_aggregator(pool: Pool, config: PlatformConfig) -> dict[str, Any]:
     )
 
 
+def predictor_name(pool: Pool) -> str:
+    return pool.child(predictor.COMPONENT)
+
+
+def predictor_metrics_service_name(pool: Pool) -> str:
+    return pool.child("predictor-metrics")
+
+
+def predictor_args(pool: Pool, config: PlatformConfig) -> list[str]:
+    return [
+        "--spec-dir", POOL_SPEC_DIR,
+        "--bootstrap-servers", config.kafka.bootstrap_servers,
+        # Each member's registry is <root><sinks.hdfs.path>/models/<namespace>/<name>.
+        "--registry-root", config.storage.hdfs_url,
+        "--webhdfs-url", config.storage.webhdfs_url,
+        "--group-id", f"cryptopipe-predict.pool.{pool.namespace}.{pool.name}",
+        "--metrics-port", str(PREDICTOR_METRICS_PORT),
+    ]  # fmt: skip
+
+
+def build_predictor(pool: Pool, config: PlatformConfig) -> dict[str, Any]:
+    requests = ComponentResources(config.pools.predictor_cpu, config.pools.predictor_memory)
+    main = predictor.predictor_container(predictor_args(pool, config), requests, config)
+    main["volumeMounts"] = [spec_mount(pool)]
+    # The members are not part of it: it reads the folder again as they join and leave.
+    template = pod_template(pool, predictor.COMPONENT, [main], config, digest(pool.name))
+    return deployment(pool, predictor_name(pool), predictor.COMPONENT, template)
+
+
+def build_predictor_metrics_service(pool: Pool) -> dict[str, Any]:
+    return metrics_service(
+        pool, predictor_metrics_service_name(pool), predictor.COMPONENT, PREDICTOR_METRICS_PORT
+    )
+
+
 def desired(pool: Pool, config: PlatformConfig) -> list[dict[str, Any]]:
     """The pool's shared children, in the order they are applied; none without a member."""
     if not pool.members:
@@ -141,4 +180,6 @@ def desired(pool: Pool, config: PlatformConfig) -> list[dict[str, Any]]:
         build_producer(pool, config),
         build_producer_metrics_service(pool),
         build_aggregator(pool, config),
+        build_predictor(pool, config),
+        build_predictor_metrics_service(pool),
     ]

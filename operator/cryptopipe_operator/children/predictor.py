@@ -17,6 +17,7 @@ from cryptopipe_operator.children.common import (
     pod_template,
 )
 from cryptopipe_operator.config import PlatformConfig
+from cryptopipe_schemas.spec import ComponentResources
 
 COMPONENT = "predictor"
 
@@ -43,9 +44,18 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
 
 def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
     spec = pipeline.spec
-    main = container(
-        COMPONENT, config.images.trainer, args(pipeline, config), spec.resources.predictor, config
+    main = predictor_container(args(pipeline, config), spec.resources.predictor, config)
+    template = pod_template(
+        pipeline, COMPONENT, [main], config, digest(spec.symbol, spec.model, spec.sinks.hdfs)
     )
+    return deployment(pipeline, name(pipeline), COMPONENT, template)
+
+
+def predictor_container(
+    arguments: list[str], requests: ComponentResources, config: PlatformConfig
+) -> dict[str, Any]:
+    """The predictor's container, a pipeline's or a pool's: probes and port."""
+    main = container(COMPONENT, config.images.trainer, arguments, requests, config)
     main["command"] = ["cryptopipe-predict"]
     main["ports"] = [{"name": "metrics", "containerPort": PREDICTOR_METRICS_PORT}]
     # Importing TensorFlow and loading the model take a while on a busy node: the startup probe
@@ -62,10 +72,7 @@ def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
     }
     # Ready once it consumes its candle partitions.
     main["readinessProbe"] = {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5}
-    template = pod_template(
-        pipeline, COMPONENT, [main], config, digest(spec.symbol, spec.model, spec.sinks.hdfs)
-    )
-    return deployment(pipeline, name(pipeline), COMPONENT, template)
+    return main
 
 
 def build_metrics_service(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from cryptopipe_operator.children.common import (
     pod_template,
 )
 from cryptopipe_operator.config import PlatformConfig
+from cryptopipe_schemas import storage
 
 COMPONENT = "trainer"
 HASH_LABEL = "cryptopipe.io/training-hash"
@@ -38,8 +39,7 @@ def cronjob_name(pipeline: Pipeline) -> str:
 
 
 def registry_path(pipeline: Pipeline) -> str:
-    base = pipeline.spec.sinks.hdfs.path.rstrip("/")
-    return f"{base}/models/{pipeline.namespace}/{pipeline.name}"
+    return storage.registry_path(pipeline.spec.sinks.hdfs.path, pipeline.namespace, pipeline.name)
 
 
 def registry_location(pipeline: Pipeline, config: PlatformConfig) -> str:
