@@ -32,7 +32,12 @@ from cryptopipe_operator.children import (
 from cryptopipe_operator.children.common import MANAGED_BY, PIPELINE_LABEL, POOL_LABEL, Pipeline
 from cryptopipe_operator.config import PlatformConfig
 from cryptopipe_operator.kube import ApiError, Kube
-from cryptopipe_operator.scrape import last_forecast_time, newest_trade_age, read_metrics
+from cryptopipe_operator.scrape import (
+    last_forecast_time,
+    newest_trade_timestamp,
+    read_metrics,
+    rfc3339,
+)
 from cryptopipe_schemas.crd import pipeline_path
 from cryptopipe_schemas.spec import KIND, CryptoPipelineSpec, SpecError, parse_spec
 
@@ -107,19 +112,20 @@ def check_dependencies(kube: Kube, config: PlatformConfig) -> status.Dependencie
 
 def _freshness(
     kube: Kube, pipeline: Pipeline, service: str, config: PlatformConfig, producer_ready: bool
-) -> tuple[float | None, str]:
+) -> tuple[float | None, str, str]:
+    """The newest trade's age, why it is unknown (or ""), and its time (RFC 3339)."""
     if not config.freshness.enabled:
-        return None, "data freshness checks are turned off in the operator's configuration"
+        return None, "data freshness checks are turned off in the operator's configuration", ""
     if not producer_ready:
-        return None, "the producer is not available"
+        return None, "the producer is not available", ""
     try:
         text = read_metrics(kube, pipeline.namespace, service, config.freshness.timeout_seconds)
     except Exception as error:
-        return None, f"could not read the producer's metrics: {error}"[:300]
-    age = newest_trade_age(text, pipeline.spec.symbol, time.time())
-    if age is None:
-        return None, "the producer has not published a trade yet"
-    return age, ""
+        return None, f"could not read the producer's metrics: {error}"[:300], ""
+    newest = newest_trade_timestamp(text, pipeline.spec.symbol)
+    if newest is None:
+        return None, "the producer has not published a trade yet", ""
+    return max(0.0, time.time() - newest), "", rfc3339(newest)
 
 
 def _last_forecast(
@@ -357,7 +363,7 @@ def reconcile(
         )
     )[0]
     available = {cond.type: cond.status == status.TRUE for cond in early}
-    age, note = (None, "dependencies are not ready")
+    age, note, newest = (None, "dependencies are not ready", "")
     forecast_time = None
     if deps.ready:
         metrics_service = (
@@ -365,7 +371,9 @@ def reconcile(
             if view
             else producer.metrics_service_name(pipeline)
         )
-        age, note = _freshness(kube, pipeline, metrics_service, config, available["ProducerReady"])
+        age, note, newest = _freshness(
+            kube, pipeline, metrics_service, config, available["ProducerReady"]
+        )
         predictor_service = (
             pool.predictor_metrics_service_name(view.pool)
             if view
@@ -389,6 +397,7 @@ def reconcile(
         dashboard=one(DEPLOYMENT, dashboard.name(pipeline)),
         dependencies=deps,
         newest_trade_age=age,
+        newest_trade_time=newest,
         freshness_note=note or "measured",
         max_trade_age=float(config.freshness.max_age_seconds),
         last_forecast_time=forecast_time,

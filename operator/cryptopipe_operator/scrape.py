@@ -35,8 +35,18 @@ def symbol_sample(metrics_text: str, metric: str, symbol: str) -> float | None:
 
 def newest_trade_age(metrics_text: str, symbol: str, at: float) -> float | None:
     """Age in seconds of the newest trade the producer's metrics report for `symbol`."""
+    value = newest_trade_timestamp(metrics_text, symbol)
+    return max(0.0, at - value) if value is not None else None
+
+
+def newest_trade_timestamp(metrics_text: str, symbol: str) -> float | None:
+    """Unix time of the newest trade the producer's metrics report for `symbol`."""
     value = symbol_sample(metrics_text, NEWEST_TRADE, symbol)
-    return max(0.0, at - value) if value is not None and value > 0 else None
+    return value if value is not None and value > 0 else None
+
+
+def rfc3339(timestamp: float) -> str:
+    return datetime.fromtimestamp(int(timestamp), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def last_forecast_time(metrics_text: str, symbol: str) -> str | None:
@@ -44,7 +54,7 @@ def last_forecast_time(metrics_text: str, symbol: str) -> str | None:
     value = symbol_sample(metrics_text, LAST_FORECAST, symbol)
     if value is None or not value > 0:
         return None
-    return datetime.fromtimestamp(int(value), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(value)
 
 
 def read_metrics(kube: Kube, namespace: str, service: str, timeout: float) -> str:

@@ -85,6 +85,7 @@ class Observed:
     dependencies: Dependencies = field(default_factory=Dependencies)
     invalid: tuple[str, ...] = ()  # problems the CRD could not catch
     newest_trade_age: float | None = None  # seconds; None: not measured
+    newest_trade_time: str = ""  # RFC 3339, to the second: what a stale message names
     freshness_note: str = "the producer's metrics were not read"
     max_trade_age: float = 300.0
     last_forecast_time: str | None = None
@@ -235,18 +236,22 @@ def _freshness(obs: Observed) -> Cond:
     age = obs.newest_trade_age
     if age is None:
         return Cond("DataFresh", UNKNOWN, "NotMeasured", obs.freshness_note)
+    # Neither message holds the age itself: it changes on every reading, and a status that
+    # changes on every reconcile is a write each time, for every pipeline (issue 24's target:
+    # no status writes while nothing changes).
     if age <= obs.max_trade_age:
         return Cond(
             "DataFresh",
             TRUE,
             "Fresh",
-            f"newest trade is {age:.0f}s old (limit {obs.max_trade_age:.0f}s)",
+            f"trades are arriving: the newest is within the {obs.max_trade_age:.0f}s limit",
         )
+    since = f" since {obs.newest_trade_time}" if obs.newest_trade_time else ""
     return Cond(
         "DataFresh",
         FALSE,
         "Stale",
-        f"newest trade is {age:.0f}s old, over the {obs.max_trade_age:.0f}s limit",
+        f"no trade{since}: over the {obs.max_trade_age:.0f}s limit",
     )
 
 

@@ -129,8 +129,15 @@ def test_training_and_spark_failures() -> None:
 
 
 def test_stale_data_fails_ready_and_unmeasured_data_does_not() -> None:
-    st = status.compute(healthy(newest_trade_age=900.0), None, "T")
+    stale = healthy(newest_trade_age=900.0, newest_trade_time="2026-01-01T00:00:00Z")
+    st = status.compute(stale, None, "T")
     assert by_type(st)["DataFresh"]["reason"] == "Stale" and st["phase"] == "Degraded"
+    assert "no trade since 2026-01-01T00:00:00Z" in by_type(st)["DataFresh"]["message"]
+    # The age is in no message: a status that changed with it would be a write per reconcile.
+    for older, younger in ((900.0, 960.0), (4.0, 9.0)):
+        before = status.compute(healthy(newest_trade_age=older), None, "T")
+        later = status.compute(healthy(newest_trade_age=younger), before, "T2")
+        assert not status.status_changed(later, before), (older, younger)
     st = status.compute(healthy(newest_trade_age=None), None, "T")
     assert by_type(st)["DataFresh"]["status"] == "Unknown" and st["phase"] == "Running"
 
