@@ -25,11 +25,13 @@ CONDITION_TYPES = (
     "DataFresh",
 )
 # What Ready requires, in the order a person should fix it.
+# Not ModelTrained: until a model is trained (and after, until one passes the gate) the best
+# baseline serves the forecasts, so a pipeline is Ready without waiting for its training; a
+# training that failed is the one training state that makes it not Ready.
 READY_REQUIRES = (
     "DependenciesReady",
     "ProducerReady",
     "AggregatorRunning",
-    "ModelTrained",
     "PredictorReady",
     "DashboardReady",
 )
@@ -290,6 +292,8 @@ def conditions(obs: Observed) -> tuple[list[Cond], str, TrainingResult | None]:
         phase = "Pending"
     else:
         waiting = [parts[name] for name in READY_REQUIRES if parts[name].status != TRUE]
+        if trained.reason == "TrainingFailed":
+            waiting.append(trained)
         if fresh.status == FALSE:
             waiting.append(fresh)
         failed = [
@@ -297,9 +301,18 @@ def conditions(obs: Observed) -> tuple[list[Cond], str, TrainingResult | None]:
             for c in waiting
             if c.reason in ("Failed", "TrainingFailed", "ProgressDeadlineExceeded", "Stale")
         ]
-        if not waiting:
+        if not waiting and trained.status == TRUE:
             ready = Cond("Ready", TRUE, "Ready", "every part of the pipeline is running")
             phase = "Running"
+        elif not waiting:
+            ready = Cond(
+                "Ready",
+                TRUE,
+                "Ready",
+                "every part of the pipeline is running; a baseline serves the forecasts until a "
+                f"model is trained ({trained.message})",
+            )
+            phase = "Training"
         else:
             first = (failed or waiting)[0]
             ready = Cond(
@@ -308,12 +321,7 @@ def conditions(obs: Observed) -> tuple[list[Cond], str, TrainingResult | None]:
                 f"{first.type}{'Failed' if failed else 'Pending'}",
                 "; ".join(f"{c.type}: {c.message}" for c in waiting),
             )
-            if failed:
-                phase = "Degraded"
-            elif [c.type for c in waiting] == ["ModelTrained"]:
-                phase = "Training"
-            else:
-                phase = "Provisioning"
+            phase = "Degraded" if failed else "Provisioning"
     return (
         [ready, deps, producer, aggregator, trained, promoted, predictor, dashboard, fresh],
         phase,

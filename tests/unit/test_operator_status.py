@@ -119,6 +119,9 @@ def test_below_baseline_is_reported_and_does_not_block_ready() -> None:
 def test_training_and_spark_failures() -> None:
     st = status.compute(healthy(training_jobs=[job("t1", None)], trainer_pods=[]), None, "T")
     assert st["phase"] == "Training" and by_type(st)["ModelTrained"]["reason"] == "Training"
+    # A baseline serves meanwhile: Ready does not wait for the first model.
+    assert by_type(st)["Ready"]["status"] == "True"
+    assert "a baseline serves the forecasts" in by_type(st)["Ready"]["message"]
     failed = {"status": {"applicationState": {"state": "FAILED", "errorMessage": "driver OOM"}}}
     st = status.compute(healthy(spark_application=failed), None, "T")
     assert st["phase"] == "Degraded"
