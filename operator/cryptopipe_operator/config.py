@@ -83,6 +83,8 @@ class Pools:
     aggregator_memory: str = "1Gi"
     predictor_cpu: str = "100m"
     predictor_memory: str = "768Mi"
+    # Training Jobs of one pool that run at once; the others wait, suspended, oldest first.
+    training_concurrency: int = 2
 
 
 @dataclass(frozen=True)

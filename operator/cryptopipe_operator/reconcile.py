@@ -28,8 +28,15 @@ from cryptopipe_operator.children import (
     pool,
     predictor,
     producer,
+    training,
 )
-from cryptopipe_operator.children.common import MANAGED_BY, PIPELINE_LABEL, POOL_LABEL, Pipeline
+from cryptopipe_operator.children.common import (
+    COMPONENT_LABEL,
+    MANAGED_BY,
+    PIPELINE_LABEL,
+    POOL_LABEL,
+    Pipeline,
+)
 from cryptopipe_operator.config import PlatformConfig
 from cryptopipe_operator.kube import ApiError, Kube
 from cryptopipe_operator.scrape import (
@@ -228,7 +235,40 @@ def reconcile_pool(
         kube.delete(children.BY_KIND[key[0]].path(namespace, key[1]))
         del live[key]
         outcome.deleted.append(f"{key[0]}/{key[1]}")
+    admit_training(view, kube, config, emit, outcome)
     return live
+
+
+def admit_training(
+    view: pools.PoolView, kube: Kube, config: PlatformConfig, emit: Emit, outcome: Outcome
+) -> None:
+    """Unsuspend the pool's queued training Jobs, oldest first, while fewer than
+    pools.trainingConcurrency run: every pipeline's training gets its turn, and the node is not
+    crowded by all of them at once. Members reconcile concurrently, so two may admit at the
+    same moment: the limit can be passed by one, briefly."""
+    served = {member.name for member in view.pool.members}
+    selector = f"{COMPONENT_LABEL}={training.COMPONENT},app.kubernetes.io/managed-by={MANAGED_BY}"
+    jobs = [
+        job
+        for job in kube.list(JOB.path(view.pool.namespace), selector)
+        if job["metadata"].get("labels", {}).get(PIPELINE_LABEL) in served
+        and not _job_finished(job)
+    ]
+    running = [job for job in jobs if not job["spec"].get("suspend")]
+    waiting = sorted(
+        (job for job in jobs if job["spec"].get("suspend")),
+        key=lambda job: (job["metadata"].get("creationTimestamp", ""), job["metadata"]["name"]),
+    )
+    for job in waiting[: max(0, config.pools.training_concurrency - len(running))]:
+        name = job["metadata"]["name"]
+        kube.request(
+            "PATCH",
+            JOB.path(view.pool.namespace, name),
+            body={"spec": {"suspend": False}},
+            content_type="application/merge-patch+json",
+        )
+        outcome.applied.append(f"Job/{name} (admitted)")
+        emit("Normal", "TrainingAdmitted", f"training Job {name} admitted from the pool's queue")
 
 
 def leave_other_pools(
@@ -311,6 +351,11 @@ def reconcile(
             for obj in kube.list(kind.path(namespace), selector):
                 live[(kind.kind, obj["metadata"]["name"])] = obj
         desired = children.desired(pipeline, config)
+        if training.queued(pipeline) and not spec.suspend:
+            for manifest in desired:  # admitted or queued, as the pool decided: not drift
+                have = live.get((JOB.kind, manifest["metadata"]["name"]))
+                if manifest["kind"] == JOB.kind and have is not None:
+                    manifest["spec"]["suspend"] = bool(have["spec"].get("suspend"))
         adopt(desired, body)
         wanted = {(d["kind"], d["metadata"]["name"]) for d in desired}
         for manifest in desired:

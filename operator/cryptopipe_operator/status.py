@@ -202,6 +202,14 @@ def _training(obs: Observed) -> tuple[Cond, Cond, TrainingResult | None]:
             "TrainingFailed",
             f"training Job {jobs[-1]['metadata']['name']} failed: {message}",
         )
+    elif jobs and jobs[-1].get("spec", {}).get("suspend"):
+        trained = Cond(
+            "ModelTrained",
+            FALSE,
+            "Queued",
+            f"training Job {jobs[-1]['metadata']['name']} waits for its turn "
+            "(the pool's training queue, or the pipeline is suspended)",
+        )
     elif jobs:
         trained = Cond(
             "ModelTrained",

@@ -841,6 +841,29 @@ def test_a_pool_serves_its_pipelines_with_one_producer_and_one_aggregator(
             ),
         )
 
+    # Training queues: every Job starts suspended and the pool admits it (two at a time by
+    # default); kwok runs each admitted pod to completion.
+    def trainings() -> list[dict[str, Any]]:
+        selector = "app.kubernetes.io/component=trainer"
+        jobs = kube.get("jobs", "-n", ns, "-l", selector)["items"]
+        return [j for j in jobs if j["metadata"]["labels"]["cryptopipe.io/pipeline"] in members]
+
+    def all_complete() -> bool:
+        found = trainings()
+        done = [
+            j for j in found
+            if any(c["type"] == "Complete" and c["status"] == "True"
+                   for c in j.get("status", {}).get("conditions", []))
+        ]  # fmt: skip
+        return len(found) == len(members) and len(done) == len(found)
+
+    wait_for("every training Job admitted and complete", all_complete, 120)
+    for job in trainings():
+        reasons = {c["type"]: c.get("reason") for c in job["status"]["conditions"]}
+        assert reasons.get("Suspended") == "JobResumed", job["status"]["conditions"]
+    admitted = kube.get("events", "-n", ns, "--field-selector", "reason=TrainingAdmitted")
+    assert len(admitted["items"]) >= len(members)
+
     # A pipeline whose sinks differ cannot share the pool: it says so, the others go on.
     odd = pool_member("ada", "ADAUSDT", sinks={"hdfs": {"path": "/elsewhere"}}, **shared)
     kube.apply(odd, ns)

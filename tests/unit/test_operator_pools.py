@@ -12,6 +12,8 @@ from cryptopipe_jobs.spec_directory import read_spec_folder
 from cryptopipe_operator import children, pools
 from cryptopipe_operator.children import pool as pool_children
 from cryptopipe_operator.children.common import POOL_LABEL, POOL_SPEC_DIR, Pool
+from cryptopipe_operator.reconcile import Outcome, admit_training
+from cryptopipe_schemas.spec import parse_spec
 from operator_support import CONFIG
 
 SHARED = {"isolation": "shared", "pool": "majors"}
@@ -156,3 +158,70 @@ def test_pool_entry_points_accept_their_arguments_and_mount_the_members() -> Non
 def test_a_pool_without_a_served_member_has_no_children() -> None:
     paused = body("btc", "BTCUSDT", "2026-01-01T00:00:00Z", suspend=True)
     assert pool_children.desired(view(paused).pool, CONFIG) == []
+
+
+def training_job(
+    name: str, pipeline: str, created: str, *, suspend: bool, done: bool = False
+) -> dict[str, Any]:
+    conditions = [{"type": "Complete", "status": "True"}] if done else []
+    return {
+        "metadata": {
+            "name": name,
+            "creationTimestamp": created,
+            "labels": {"cryptopipe.io/pipeline": pipeline},
+        },
+        "spec": {"suspend": suspend},
+        "status": {"conditions": conditions},
+    }
+
+
+class RecordingKube:
+    """The two calls admission makes: a list of Jobs, and merge patches (recorded)."""
+
+    def __init__(self, jobs: list[dict[str, Any]]) -> None:
+        self.jobs = jobs
+        self.patched: list[str] = []
+
+    def list(self, path: str, selector: str) -> list[dict[str, Any]]:
+        assert path.endswith("/jobs") and "component=trainer" in selector
+        return self.jobs
+
+    def request(self, method: str, path: str, **_: Any) -> None:
+        assert method == "PATCH"
+        self.patched.append(path.rsplit("/", 1)[1])
+
+
+def test_the_pool_admits_queued_trainings_oldest_first_up_to_its_limit() -> None:
+    result = view(
+        *(body(s.lower(), s, f"2026-01-0{i + 1}T00:00:00Z") for i, s in enumerate(
+            ["BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT"]
+        ))
+    )  # fmt: skip
+    kube = RecordingKube(
+        [
+            training_job("btc-train-1", "btcusdt", "T1", suspend=False),  # running
+            training_job("eth-train-1", "ethusdt", "T1", suspend=False, done=True),  # finished
+            training_job("sol-train-1", "solusdt", "T3", suspend=True),
+            training_job("ada-train-1", "adausdt", "T2", suspend=True),
+            training_job("xrp-train-1", "other", "T0", suspend=True),  # not this pool's
+        ]
+    )
+    events: list[str] = []
+    admit_training(result, kube, CONFIG, lambda *e: events.append(e[1]), Outcome())  # type: ignore[arg-type]
+    # Concurrency 2: one runs, so one more, the oldest queued of this pool's.
+    assert kube.patched == ["ada-train-1"] and events == ["TrainingAdmitted"]
+
+
+def test_shared_training_jobs_start_queued_and_dedicated_ones_do_not() -> None:
+    (member,) = majors("BTCUSDT").members
+    by = {obj["kind"]: obj for obj in children.desired(member, CONFIG)}
+    assert by["Job"]["spec"]["suspend"] is True
+    assert by["CronJob"]["spec"]["jobTemplate"]["spec"]["suspend"] is True
+    assert by["CronJob"]["spec"]["suspend"] is False  # the schedule itself runs
+    dedicated = children.desired(
+        children.Pipeline("btc", "team", parse_spec({"symbol": "BTCUSDT"})), CONFIG
+    )
+    job = next(obj for obj in dedicated if obj["kind"] == "Job")
+    cron = next(obj for obj in dedicated if obj["kind"] == "CronJob")
+    assert job["spec"]["suspend"] is False
+    assert "suspend" not in cron["spec"]["jobTemplate"]["spec"]

@@ -206,4 +206,6 @@ platform:
     serviceAccount: {{ printf "%s-spark" (include "platform.prefix" .) | quote }}
   dashboard:
     serviceAccount: {{ printf "%s-dashboard" (include "platform.prefix" .) | quote }}
+  pools:
+    {{- toYaml .Values.pools | nindent 4 }}
 {{- end }}

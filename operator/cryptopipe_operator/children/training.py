@@ -19,6 +19,7 @@ from cryptopipe_operator.children.common import (
 )
 from cryptopipe_operator.config import PlatformConfig
 from cryptopipe_schemas import storage
+from cryptopipe_schemas.spec import Isolation
 
 COMPONENT = "trainer"
 HASH_LABEL = "cryptopipe.io/training-hash"
@@ -77,19 +78,25 @@ def job_spec(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
     return {"backoffLimit": 2, "template": template}
 
 
-def _job_only(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
-    # A suspended Job keeps its pods from starting (or stops them) and resumes later.
-    return {**job_spec(pipeline, config), "suspend": pipeline.spec.suspend}
+def queued(pipeline: Pipeline) -> bool:
+    """A shared pipeline's training Jobs start suspended: its pool admits them, a few at a
+    time (reconcile.admit_training), so that a pool's trainings queue instead of crowding the
+    node."""
+    return pipeline.spec.isolation is Isolation.SHARED
 
 
 def build_job(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
+    """The training Job. A suspended Job keeps its pods from starting (or stops them) and
+    resumes later: it is suspended with the pipeline, and a shared pipeline's starts queued
+    (once it exists, its pool's admission decides, which the reconcile does not call drift)."""
     meta = metadata(pipeline, job_name(pipeline), COMPONENT)
     meta["labels"][HASH_LABEL] = training_hash(pipeline)
+    suspend = pipeline.spec.suspend or queued(pipeline)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": meta,
-        "spec": _job_only(pipeline, config),
+        "spec": {**job_spec(pipeline, config), "suspend": suspend},
     }
 
 
@@ -107,7 +114,10 @@ def build_cronjob(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
             "failedJobsHistoryLimit": 3,
             "jobTemplate": {
                 "metadata": {"labels": metadata(pipeline, "", COMPONENT)["labels"]},
-                "spec": job_spec(pipeline, config),
+                "spec": {
+                    **job_spec(pipeline, config),
+                    **({"suspend": True} if queued(pipeline) else {}),
+                },
             },
         },
     }
