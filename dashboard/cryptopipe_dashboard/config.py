@@ -22,6 +22,9 @@ class DashboardConfig:
     synthetic_symbols: tuple[str, ...] = ()
     intervals: tuple[str, ...] = ("1m", "5m", "1h")
     registry: str | None = None  # a local folder, or an http(s) WebHDFS URL ending in the folder
+    # Per symbol, where its registry is when symbols have their own (a pool's dashboard);
+    # a symbol not named here reads `registry`.
+    registries: dict[str, str] = field(default_factory=dict)
     namespace: str | None = None  # where CryptoPipelines live; None: local mode, no Kubernetes
     refresh_seconds: float = 5.0
     candle_limit: int = 300
@@ -33,6 +36,13 @@ def _coerce(name: str, value: Any) -> Any:
     if name in {"symbols", "intervals", "synthetic_symbols"}:
         items = value.split(",") if isinstance(value, str) else list(value)
         return tuple(item.strip() for item in items if item.strip())
+    if name == "registries" and isinstance(value, str):
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError(
+                f"registries: SYMBOL=LOCATION pairs separated by commas, not {value!r}"
+            )
+        return {symbol.strip(): location.strip() for symbol, location in pairs}
     return value
 
 
@@ -54,6 +64,7 @@ FLAG_HELP = {
     "intervals": f"comma-separated candle intervals (default: {','.join(_DEFAULTS.intervals)})",
     "synthetic_symbols": "comma-separated symbols whose trades are synthetic (labelled so)",
     "registry": "model registry: a local folder, or a WebHDFS URL ending in the folder",
+    "registries": "per symbol: SYMBOL=LOCATION,... (a pool's pipelines each have their own)",
     "namespace": "where CryptoPipelines live (default: none, local mode without Kubernetes)",
 }
 
@@ -87,3 +98,7 @@ def parse(argv: Sequence[str]) -> DashboardConfig:
         config = from_mapping(loaded, config)
     flags = {key: value for key, value in vars(args).items() if key != "config"}
     return from_mapping(flags, config)
+
+
+def registry_of(config: DashboardConfig, symbol: str) -> str | None:
+    return config.registries.get(symbol, config.registry)

@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from cryptopipe_dashboard import accuracy, charts
-from cryptopipe_dashboard.config import DashboardConfig, parse
+from cryptopipe_dashboard.config import DashboardConfig, parse, registry_of
 from cryptopipe_dashboard.readers import kafka_reader, kube_reader, registry_reader
 from cryptopipe_dashboard.readers.outcome import Read
 
@@ -163,7 +163,7 @@ def pipelines_page(config: DashboardConfig) -> None:
     for symbol in config.symbols:
         st.subheader(symbol)
         st.write(f"Data freshness: {freshness(config, symbol)}")
-        report = cached_report(config.registry, symbol)
+        report = cached_report(registry_of(config, symbol), symbol)
         if say_problem(report):
             continue
         if report.value is None:

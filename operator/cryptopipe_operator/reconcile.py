@@ -18,6 +18,7 @@ from cryptopipe_operator.children import (
     CHILD_KINDS,
     CONFIG_MAP,
     DEPLOYMENT,
+    INGRESS,
     JOB,
     POD,
     SERVICE,
@@ -56,7 +57,7 @@ REQUIRED_CRDS = {
     "sparkapplications.sparkoperator.k8s.io": "the Kubeflow spark-operator",
 }
 Emit = Callable[[str, str, str], None]  # (type, reason, message) -> a Kubernetes Event
-POOL_KINDS = (CONFIG_MAP, SERVICE, DEPLOYMENT, SPARK_APPLICATION)
+POOL_KINDS = (CONFIG_MAP, SERVICE, DEPLOYMENT, SPARK_APPLICATION, INGRESS)
 
 
 @dataclass
@@ -439,7 +440,9 @@ def reconcile(
         training_jobs=jobs,
         trainer_pods=pods,
         predictor=predictor_obj,
-        dashboard=one(DEPLOYMENT, dashboard.name(pipeline)),
+        dashboard=one(
+            DEPLOYMENT, pool.dashboard_name(view.pool) if view else dashboard.name(pipeline)
+        ),
         dependencies=deps,
         newest_trade_age=age,
         newest_trade_time=newest,

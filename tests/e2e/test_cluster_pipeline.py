@@ -75,7 +75,10 @@ EXAMPLE_MANIFEST = yaml.safe_load(EXAMPLE.read_text())
 PIPELINE = EXAMPLE_MANIFEST["metadata"]["name"]
 INTERVAL = "1h"
 WATERMARK = EXAMPLE_MANIFEST["spec"]["watermark"]
-RESUBMIT_MEMORY = "896Mi"  # the aggregator's memory after the spec change (768Mi before)
+RESUBMIT_MEMORY = "896Mi"  # the pool's Spark memory after the resize (768Mi before)
+# The example joins its namespace's pool: the pool's SparkApplication aggregates it.
+POOL = EXAMPLE_MANIFEST["spec"]["pool"]
+POOL_APPLICATION = f"{POOL}-aggregator-pool"
 HDFS_BASE = EXAMPLE_MANIFEST["spec"]["sinks"]["hdfs"]["path"]
 HIVE_DATABASE = EXAMPLE_MANIFEST["spec"]["sinks"]["hive"]["database"]
 # The newest 100 days of the bundled hourly history: 2,400 candles in 100 daily partitions,
@@ -399,7 +402,7 @@ def run_pipeline(
         lambda: condition_true(ns, "AggregatorRunning"),
         420,
     )
-    app = get("sparkapplication", f"{PIPELINE}-aggregator", f"--namespace={ns}")
+    app = get("sparkapplication", POOL_APPLICATION, f"--namespace={ns}")
     assert app["status"]["applicationState"]["state"] == "RUNNING"
     mark("SparkApplication RUNNING")
 
@@ -440,16 +443,21 @@ def run_pipeline(
     back = wait_for("a new driver from the restart policy", driver_back, 300)
     mark("driver back after the kill")
 
-    # A spec change that needs the job resubmitted (the aggregator's memory): the spark-operator
-    # kills the running application and submits the new spec. The checkpoint's location depends
-    # only on the pipeline, so the new driver continues at the next batch, not at batch 0.
+    # The pool resized (its Spark pods' memory, an operator chart value): the operator changes
+    # the pool's SparkApplication, and the spark-operator kills the running application and
+    # submits the new spec. The checkpoint's location depends only on the pool, so the new
+    # driver continues at the next batch, not at batch 0.
     checkpoint = checkpoint_argument(app)
     earlier = {driver["metadata"]["uid"], back["metadata"]["uid"]}
-    change = {"spec": {"resources": {"aggregator": {"memory": RESUBMIT_MEMORY}}}}
-    kubectl("patch", "cpl", PIPELINE, f"--namespace={ns}", "--type=merge", "-p", json.dumps(change))
+    resized = helm(
+        stack.platform.home, NAMESPACE, "upgrade", OPERATOR_RELEASE, str(OPERATOR_CHART),
+        "--reuse-values", "--set", f"platform.pools.aggregatorMemory={RESUBMIT_MEMORY}",
+        "--wait", "--timeout=180s",
+    )  # fmt: skip
+    assert resized.returncode == 0, resized.stderr
 
     def resubmitted() -> dict[str, Any] | None:
-        current = get("sparkapplication", f"{PIPELINE}-aggregator", f"--namespace={ns}")
+        current = get("sparkapplication", POOL_APPLICATION, f"--namespace={ns}")
         if current["spec"]["driver"]["memory"] != spark_memory(RESUBMIT_MEMORY):
             return None
         pods = get("pods", f"--namespace={ns}", "-l", "spark-role=driver")["items"]
@@ -457,8 +465,8 @@ def run_pipeline(
         return fresh[0] if fresh else None
 
     third = wait_for("the driver resubmitted with the new spec", resubmitted, 300)
-    mark("driver resubmitted after a spec change")
-    current = get("sparkapplication", f"{PIPELINE}-aggregator", f"--namespace={ns}")
+    mark("driver resubmitted after the pool was resized")
+    current = get("sparkapplication", POOL_APPLICATION, f"--namespace={ns}")
     assert checkpoint_argument(current) == checkpoint
     first_batch = wait_for(
         "the resubmitted driver's first batch",
@@ -521,7 +529,7 @@ def run_pipeline(
     # port-forward to its Service.
     wait_for("the dashboard pod Ready", lambda: pod_of(ns, "dashboard"), 300)
     with (
-        port_forward(ns, f"svc/{PIPELINE}-dashboard", DASHBOARD_SERVICE_PORT) as local,
+        port_forward(ns, f"svc/{POOL}-dashboard-pool", DASHBOARD_SERVICE_PORT) as local,
         chromium(tmp_path / "chromium") as driver,
     ):
         driver.get(f"http://127.0.0.1:{local}/")
@@ -575,10 +583,12 @@ def run_pipeline(
 
     def gone() -> bool:
         children = get(CHILD_KINDS, f"--namespace={ns}", "-l", f"cryptopipe.io/pipeline={PIPELINE}")
+        # The pool's own children too: their last owner is gone.
+        shared = get(CHILD_KINDS, f"--namespace={ns}", "-l", f"cryptopipe.io/pool={POOL}")
         pods = get(
             "pods", f"--namespace={ns}", "-l", "app.kubernetes.io/managed-by=cryptopipe-operator"
         )
         spark = get("pods", f"--namespace={ns}", "-l", "spark-role")
-        return not (children["items"] or pods["items"] or spark["items"])
+        return not (children["items"] or shared["items"] or pods["items"] or spark["items"])
 
     wait_for("every child and pod gone", gone, 180)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cryptopipe_dashboard.config import parse as parse_dashboard_flags
 from cryptopipe_jobs.aggregate.main import build_parser as aggregate_parser
 from cryptopipe_jobs.predict.main import build_parser as predict_parser
 from cryptopipe_jobs.producer.main import build_parser as producer_parser
@@ -94,7 +95,7 @@ def test_shared_pipelines_have_no_producer_or_aggregator_of_their_own() -> None:
     assert "SparkApplication" not in kinds
     names = [obj["metadata"]["name"] for obj in children.desired(member, CONFIG)]
     assert not any(n.endswith(("-producer", "-predictor")) for n in names), names
-    assert {"btcusdt-retrain", "btcusdt-dashboard"} <= set(names)  # still its own
+    assert "btcusdt-retrain" in names and "btcusdt-dashboard" not in names
 
 
 def test_pool_children_are_named_apart_from_any_pipeline_and_labelled_by_pool() -> None:
@@ -102,6 +103,8 @@ def test_pool_children_are_named_apart_from_any_pipeline_and_labelled_by_pool() 
     names = sorted(obj["metadata"]["name"] for obj in objs)
     assert names == [
         "majors-aggregator-pool",
+        "majors-dashboard-pool",  # Deployment
+        "majors-dashboard-pool",  # Service
         "majors-members-pool",
         "majors-predictor-metrics-pool",
         "majors-predictor-pool",
@@ -225,3 +228,29 @@ def test_shared_training_jobs_start_queued_and_dedicated_ones_do_not() -> None:
     cron = next(obj for obj in dedicated if obj["kind"] == "CronJob")
     assert job["spec"]["suspend"] is False
     assert "suspend" not in cron["spec"]["jobTemplate"]["spec"]
+
+
+def test_the_pool_dashboard_lists_every_member_that_asks_with_its_own_registry() -> None:
+    synthetic = {"kind": "synthetic"}  # the pool's source kind: every member's
+    found = view(
+        body("btc", "BTCUSDT", "2026-01-01T00:00:00Z", source=synthetic,
+             dashboard={"host": "btc.example"}),
+        body("eth", "ETHUSDT", "2026-01-02T00:00:00Z", source=synthetic, intervals=["1m"],
+             model={"interval": "1m"}, dashboard={"host": "eth.example"}),
+        body("syn", "SYNAUSDT", "2026-01-03T00:00:00Z", source=synthetic),
+        body("off", "XRPUSDT", "2026-01-04T00:00:00Z", source=synthetic,
+             dashboard={"enabled": False}),
+    )  # fmt: skip
+    objs = pool_children.desired(found.pool, CONFIG)
+    deployment = by_kind(objs)["Deployment/dashboard"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    flags = container["args"][container["args"].index("--") + 1 :]
+    config = parse_dashboard_flags(flags)
+    assert config.symbols == ("BTCUSDT", "ETHUSDT", "SYNAUSDT")  # not XRPUSDT: it asked for none
+    assert config.intervals == ("1m", "5m", "1h")
+    assert config.synthetic_symbols == config.symbols  # each labelled as not market data
+    assert config.registries["ETHUSDT"].endswith("/cryptopipe/models/team/eth")
+    ingress = by_kind(objs)["Ingress"]
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["btc.example", "eth.example"]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
+    assert backend == "majors-dashboard-pool"

@@ -3,7 +3,8 @@
 One module per child kind; nothing here talks to the API server. `desired` lists every child a
 pipeline should have right now (suspended pipelines have no SparkApplication; a disabled
 dashboard has no Deployment), in the order they are applied. A pipeline with `isolation: shared`
-has no producer, SparkApplication or predictor of its own: its pool's serve it (`pool.desired`).
+has no producer, SparkApplication, predictor or dashboard of its own: its pool's serve it
+(`pool.desired`).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def desired(pipeline: Pipeline, config: PlatformConfig) -> list[dict[str, Any]]:
             predictor.build(pipeline, config),
             predictor.build_metrics_service(pipeline, config),
         ]
-    if spec.dashboard.enabled:
+    if spec.dashboard.enabled and spec.isolation is Isolation.DEDICATED:
         out += [dashboard.build(pipeline, config), dashboard.build_service(pipeline, config)]
         ingress = dashboard.build_ingress(pipeline, config)
         if ingress is not None:

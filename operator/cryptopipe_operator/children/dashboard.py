@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from cryptopipe_operator.children import training
 from cryptopipe_operator.children.common import (
     DASHBOARD_PORT,
+    Owner,
     Pipeline,
+    Pool,
     container,
     deployment,
     digest,
     metadata,
     pod_template,
     selector,
+    spec_mount,
 )
 from cryptopipe_operator.config import PlatformConfig
-from cryptopipe_schemas.spec import SourceKind
+from cryptopipe_schemas.durations import parse_interval
+from cryptopipe_schemas.spec import ComponentResources, SourceKind
 
 COMPONENT = "dashboard"
 APP = "/opt/cryptopipe/dashboard/app.py"
@@ -31,7 +36,18 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
     (cryptopipe_dashboard.config.parse): the pipeline's Kafka, symbol, intervals and registry,
     and, given the dashboards' ServiceAccount, its namespace, whose CryptoPipelines the
     Pipelines page lists."""
-    spec = pipeline.spec
+    return dashboard_args(
+        [pipeline], config, ["--registry", training.registry_web_location(pipeline, config)]
+    )
+
+
+def dashboard_args(
+    shown: Sequence[Pipeline], config: PlatformConfig, registry: list[str]
+) -> list[str]:
+    """The dashboard of one pipeline, or of a pool's (`shown` are the pipelines it lists)."""
+    symbols = [p.spec.symbol for p in shown]
+    intervals = sorted({i for p in shown for i in p.spec.intervals}, key=parse_interval)
+    synthetic = [p.spec.symbol for p in shown if p.spec.source.kind is SourceKind.SYNTHETIC]
     return [
         "run", APP,
         "--server.address=0.0.0.0",
@@ -41,19 +57,35 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
         "--client.toolbarMode=viewer",  # no Deploy button or developer menu for viewers
         "--",
         "--kafka-bootstrap", config.kafka.bootstrap_servers,
-        "--symbols", spec.symbol,
-        "--intervals", ",".join(spec.intervals),
-        *(["--synthetic-symbols", spec.symbol] if spec.source.kind is SourceKind.SYNTHETIC else []),
-        "--registry", training.registry_web_location(pipeline, config),
-        *(["--namespace", pipeline.namespace] if config.dashboard.service_account else []),
+        "--symbols", ",".join(symbols),
+        "--intervals", ",".join(intervals),
+        *(["--synthetic-symbols", ",".join(synthetic)] if synthetic else []),
+        *registry,
+        *(["--namespace", shown[0].namespace] if config.dashboard.service_account else []),
     ]  # fmt: skip
 
 
 def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
     spec = pipeline.spec
-    main = container(
-        COMPONENT, config.images.dashboard, args(pipeline, config), spec.resources.dashboard, config
+    return deployment_of(
+        pipeline,
+        name(pipeline),
+        args(pipeline, config),
+        spec.resources.dashboard,
+        digest(spec.symbol, spec.intervals, spec.model.interval, spec.dashboard, spec.source.kind),
+        config,
     )
+
+
+def deployment_of(
+    owner: Owner,
+    deployment_name: str,
+    arguments: list[str],
+    requests: ComponentResources,
+    config_hash: str,
+    config: PlatformConfig,
+) -> dict[str, Any]:
+    main = container(COMPONENT, config.images.dashboard, arguments, requests, config)
     main["command"] = ["streamlit"]
     main["ports"] = [{"name": "http", "containerPort": DASHBOARD_PORT}]
     main["readinessProbe"] = {"httpGet": {"path": "/_stcore/health", "port": "http"}}
@@ -61,25 +93,25 @@ def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
         "httpGet": {"path": "/_stcore/health", "port": "http"},
         "periodSeconds": 20,
     }
-    template = pod_template(
-        pipeline,
-        COMPONENT,
-        [main],
-        config,
-        digest(spec.symbol, spec.intervals, spec.model.interval, spec.dashboard, spec.source.kind),
-    )
+    if isinstance(owner, Pool):
+        main["volumeMounts"] = [spec_mount(owner)]
+    template = pod_template(owner, COMPONENT, [main], config, config_hash)
     if config.dashboard.service_account:
         template["spec"]["serviceAccountName"] = config.dashboard.service_account
-    return deployment(pipeline, name(pipeline), COMPONENT, template)
+    return deployment(owner, deployment_name, COMPONENT, template)
 
 
 def build_service(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
+    return service_of(pipeline, name(pipeline))
+
+
+def service_of(owner: Owner, service_name: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(pipeline, name(pipeline), COMPONENT),
+        "metadata": metadata(owner, service_name, COMPONENT),
         "spec": {
-            "selector": selector(pipeline, COMPONENT),
+            "selector": selector(owner, COMPONENT),
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         },
     }
@@ -87,24 +119,23 @@ def build_service(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
 
 def build_ingress(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any] | None:
     host = pipeline.spec.dashboard.host
-    if not host:
+    return ingress_of(pipeline, name(pipeline), [host] if host else [], config)
+
+
+def ingress_of(
+    owner: Owner, service_name: str, hosts: Sequence[str], config: PlatformConfig
+) -> dict[str, Any] | None:
+    """An Ingress with a rule per host to the dashboard's Service; none without a host."""
+    if not hosts:
         return None
+    backend = {"service": {"name": service_name, "port": {"name": "http"}}}
     spec: dict[str, Any] = {
         "rules": [
             {
                 "host": host,
-                "http": {
-                    "paths": [
-                        {
-                            "path": "/",
-                            "pathType": "Prefix",
-                            "backend": {
-                                "service": {"name": name(pipeline), "port": {"name": "http"}}
-                            },
-                        }
-                    ]
-                },
+                "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
             }
+            for host in hosts
         ]
     }
     if config.ingress_class:
@@ -112,6 +143,6 @@ def build_ingress(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any] 
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": metadata(pipeline, name(pipeline), COMPONENT),
+        "metadata": metadata(owner, service_name, COMPONENT),
         "spec": spec,
     }

@@ -12,18 +12,21 @@ and dashboard; what scales with trades rather than with symbols is built here, o
   driver reads the members folder again while it runs (aggregate.pool), as the kubelet updates
   the mounted ConfigMap;
 - the predictor, which reads the folder again too (predict.members), and serves each member
-  from the member's own registry, reloaded per member.
+  from the member's own registry, reloaded per member;
+- the dashboard, whose symbol selector lists every member that asks for a dashboard, each with
+  its own registry; it rolls when that list changes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from cryptopipe_operator.children import aggregator, configmap, predictor
+from cryptopipe_operator.children import aggregator, configmap, dashboard, predictor, training
 from cryptopipe_operator.children.common import (
     POOL_SPEC_DIR,
     PREDICTOR_METRICS_PORT,
     PRODUCER_METRICS_PORT,
+    Pipeline,
     Pool,
     container,
     deployment,
@@ -171,6 +174,41 @@ def build_predictor_metrics_service(pool: Pool) -> dict[str, Any]:
     )
 
 
+def dashboard_name(pool: Pool) -> str:
+    return pool.child(dashboard.COMPONENT)
+
+
+def shown(pool: Pool) -> list[Pipeline]:
+    """The members whose spec asks for a dashboard: the pool's one lists them all."""
+    return [member for member in pool.members if member.spec.dashboard.enabled]
+
+
+def dashboard_args(pool: Pool, config: PlatformConfig) -> list[str]:
+    listed = shown(pool)
+    registries = ",".join(
+        f"{m.spec.symbol}={training.registry_web_location(m, config)}" for m in listed
+    )
+    return dashboard.dashboard_args(listed, config, ["--registries", registries])
+
+
+def build_dashboard(pool: Pool, config: PlatformConfig) -> list[dict[str, Any]]:
+    """The pool's dashboard (Deployment, Service, and an Ingress with every member's host),
+    sized by the pool's settings; none when no member asks for one."""
+    listed = shown(pool)
+    if not listed:
+        return []
+    name = dashboard_name(pool)
+    arguments = dashboard_args(pool, config)
+    requests = pool.spec.resources.dashboard
+    out = [
+        dashboard.deployment_of(pool, name, arguments, requests, digest(arguments), config),
+        dashboard.service_of(pool, name),
+    ]
+    hosts = sorted({m.spec.dashboard.host for m in listed if m.spec.dashboard.host})
+    ingress = dashboard.ingress_of(pool, name, hosts, config)
+    return [*out, ingress] if ingress is not None else out
+
+
 def desired(pool: Pool, config: PlatformConfig) -> list[dict[str, Any]]:
     """The pool's shared children, in the order they are applied; none without a member."""
     if not pool.members:
@@ -182,4 +220,5 @@ def desired(pool: Pool, config: PlatformConfig) -> list[dict[str, Any]]:
         build_aggregator(pool, config),
         build_predictor(pool, config),
         build_predictor_metrics_service(pool),
+        *build_dashboard(pool, config),
     ]
