@@ -1,4 +1,5 @@
-"""Test statistics without scipy: binomial test, Student t and normal tails, Diebold-Mariano."""
+"""Test statistics without scipy: binomial test, Student t and normal tails, Diebold-Mariano;
+and the interval (Winkler) score."""
 
 from __future__ import annotations
 
@@ -116,3 +117,18 @@ def diebold_mariano(errors_a: FloatArray, errors_b: FloatArray, horizon: int) ->
     correction = math.sqrt(shrink)
     statistic = dm * correction
     return DieboldMariano(statistic, student_t_two_sided_p(statistic, n - 1), mean, n)
+
+
+def winkler_score(
+    actual: FloatArray, lower: FloatArray, upper: FloatArray, coverage: float
+) -> FloatArray:
+    """Elementwise interval score of a central interval at `coverage` (Winkler 1972; Gneiting
+    and Raftery 2007): its width, plus 2 / alpha times how far the actual lies outside it,
+    alpha = 1 - coverage. Lower is better; a proper score, so the true quantiles minimize it."""
+    if not 0.0 < coverage < 1.0:
+        raise ValueError(f"coverage must lie in (0, 1), got {coverage}")
+    actual, lower, upper = (np.asarray(x, dtype=np.float64) for x in (actual, lower, upper))
+    penalty = 2.0 / (1.0 - coverage)
+    below = np.maximum(lower - actual, 0.0)
+    above = np.maximum(actual - upper, 0.0)
+    return np.asarray((upper - lower) + penalty * (below + above), dtype=np.float64)
