@@ -112,7 +112,15 @@ def kind(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[st
 
 
 def clusters() -> list[str]:
+    """The kind clusters that exist; none before kind is built (a fresh machine), since only
+    our kind makes them here."""
+    if not _executable(kind_build.kind_bin() / "kind"):
+        return []
     return kind("get", "clusters").stdout.split()
+
+
+def _executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
 
 
 def node_container(name: str) -> str:
