@@ -17,4 +17,3 @@ def test_no_clusters_before_kind_is_built(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("CRYPTOPIPE_CACHE", str(tmp_path / "cache"))
     assert not (kind_build.kind_bin() / "kind").exists()
     assert kind_cluster.clusters() == []
-
