@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 from kafka.partitioner import DefaultPartitioner
 
@@ -18,14 +18,58 @@ class TopicSettings:
     replication: int = 1
 
 
+class TopicConfigError(RuntimeError):
+    """The broker refused a topic's configs (a bad value, or no permission to alter them)."""
+
+
+TopicConfigs = Mapping[str, Mapping[str, int | str]]
+
+
+@dataclass(frozen=True)
+class EnsuredTopics:
+    created: list[str]
+    reconfigured: list[str]  # existing topics whose configs were set to the wanted ones
+
+
+def _as_kafka_values(configs: Mapping[str, int | str]) -> dict[str, str]:
+    return {key: str(value) for key, value in configs.items()}
+
+
+def _differing(
+    admin: KafkaAdminClient, wanted: Mapping[str, dict[str, str]]
+) -> dict[str, dict[str, str]]:
+    """Per existing topic, the wanted configs whose live values differ."""
+    asked = [
+        ConfigResource(ConfigResourceType.TOPIC, name, configs=dict.fromkeys(configs))
+        for name, configs in wanted.items()
+        if configs
+    ]
+    if not asked:
+        return {}
+    live = admin.describe_configs(asked, config_filter="all").get("topic", {})
+    out = {}
+    for name, configs in wanted.items():
+        current = live.get(name, {})
+        changed = {k: v for k, v in configs.items() if current.get(k, {}).get("value") != v}
+        if changed:
+            out[name] = changed
+    return out
+
+
 def ensure_topics(
-    admin: KafkaAdminClient, names: Iterable[str], settings: TopicSettings
-) -> list[str]:
-    """Create the topics that are missing (as a Strimzi KafkaTopic would); return those created."""
+    admin: KafkaAdminClient, wanted: TopicConfigs | Iterable[str], settings: TopicSettings
+) -> EnsuredTopics:
+    """Create the missing topics with their configs (as a Strimzi KafkaTopic would), and set the
+    configs of existing ones where they differ (a spec's retention changed). A KafkaTopic built
+    from the same spec holds the same values, so the two never disagree for long."""
+    configs = (
+        {name: _as_kafka_values(c) for name, c in wanted.items()}
+        if isinstance(wanted, Mapping)
+        else {name: {} for name in wanted}
+    )
     existing = set(admin.list_topics())
-    missing = sorted(set(names) - existing)
     created = []
-    for name in missing:
+    for name in sorted(set(configs) - existing):
         try:
             admin.create_topics(
                 [
@@ -33,13 +77,25 @@ def ensure_topics(
                         name,
                         num_partitions=settings.partitions,
                         replication_factor=settings.replication,
+                        topic_configs=configs[name] or None,
                     )
                 ]
             )
             created.append(name)
         except TopicAlreadyExistsError:
-            pass
-    return created
+            existing.add(name)
+    differing = _differing(admin, {n: c for n, c in configs.items() if n in existing})
+    if differing:
+        results = admin.alter_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, name, configs=changed)
+                for name, changed in sorted(differing.items())
+            ]
+        )
+        refused = {n: r for n, r in results.get("topic", {}).items() if r != "OK"}
+        if refused:
+            raise TopicConfigError(f"Kafka refused the topic configs {differing}: {refused}")
+    return EnsuredTopics(created, sorted(differing))
 
 
 class CachedKeyPartitioner(DefaultPartitioner):  # type: ignore[misc]

@@ -42,3 +42,20 @@ def parse_interval(text: str) -> int:
     if millis is None:
         raise ValueError(f"{text!r} is not an interval such as 1m, 5m or 1h")
     return millis
+
+
+# Kafka retention: hours or days (an hour at least: a restarted consumer must find its trades),
+# or `forever`.
+RETENTION_UNITS = ("h", "d")
+FOREVER = "forever"
+RETENTION_PATTERN = rf"^({FOREVER}|[1-9][0-9]*({'|'.join(RETENTION_UNITS)}))$"
+
+
+def parse_retention(text: str) -> int:
+    """A retention ('12h', '7d' or 'forever') as Kafka's retention.ms: -1 for forever."""
+    if text == FOREVER:
+        return -1
+    millis = _millis(text, RETENTION_UNITS)
+    if millis is None:
+        raise ValueError(f"{text!r} is not a retention such as 12h, 7d or {FOREVER}")
+    return millis

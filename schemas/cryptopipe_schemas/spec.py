@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from cryptopipe_schemas.durations import WATERMARK_UNITS, duration_pattern
+from cryptopipe_schemas.durations import (
+    FOREVER,
+    RETENTION_PATTERN,
+    WATERMARK_UNITS,
+    duration_pattern,
+    parse_interval,
+    parse_retention,
+)
 from cryptopipe_schemas.quantities import QUANTITY_PATTERN
 from cryptopipe_schemas.topics import INTERVAL_PATTERN, SYMBOL_PATTERN
 
@@ -201,6 +208,27 @@ class DashboardSpec:
 
 
 @dataclass(frozen=True)
+class Retention:
+    trades: str = spec_field(
+        "How long Kafka keeps the trades topic (12h, 7d or forever): what a stopped aggregator "
+        "can catch up on; candles on HDFS are the durable record.",
+        "7d",
+        pattern=RETENTION_PATTERN,
+    )
+    candles: str = spec_field(
+        "How long Kafka keeps each candles topic (12h, 7d or forever); the predictor rebuilds "
+        "its history from the model interval's topic after a restart.",
+        FOREVER,
+        pattern=RETENTION_PATTERN,
+    )
+    forecasts: str = spec_field(
+        "How long Kafka keeps the forecasts topic (12h, 7d or forever).",
+        FOREVER,
+        pattern=RETENTION_PATTERN,
+    )
+
+
+@dataclass(frozen=True)
 class ComponentResources:
     cpu: str = spec_field("CPU request, for example 250m.", "250m", pattern=QUANTITY_PATTERN)
     memory: str = spec_field(
@@ -233,6 +261,7 @@ class CryptoPipelineSpec:
         "How late a trade may arrive and still count.", "30s", pattern=DURATION_PATTERN
     )
     sinks: Sinks = spec_field("Where candles go.", Sinks())
+    retention: Retention = spec_field("How long Kafka keeps each kind of topic.", Retention())
     model: ModelSpec = spec_field("Forecasting model.", ModelSpec())
     dashboard: DashboardSpec = spec_field("Dashboard.", DashboardSpec())
     resources: Resources = spec_field("Resource requests per component.", Resources())
@@ -394,6 +423,14 @@ def _cross_field_problems(spec: CryptoPipelineSpec) -> list[str]:
         problems.append(
             f"model.horizon: {spec.model.horizon} must be smaller than model.lookback "
             f"({spec.model.lookback}): the model cannot see less than it forecasts"
+        )
+    candles_retention = parse_retention(spec.retention.candles)
+    needed = (spec.model.lookback + spec.model.horizon) * parse_interval(spec.model.interval)
+    if candles_retention != -1 and candles_retention < needed:
+        problems.append(
+            f"retention.candles: {spec.retention.candles} keeps fewer than lookback + horizon "
+            f"({spec.model.lookback + spec.model.horizon}) candles of {spec.model.interval}, "
+            "which the predictor reads back after a restart; keep them longer or forever"
         )
     sheets = spec.sinks.sheets
     if sheets.enabled and (sheets.secret_ref is None or not sheets.spreadsheet_id):

@@ -9,7 +9,12 @@ from decimal import Decimal
 import pytest
 
 from cryptopipe_schemas import topics
-from cryptopipe_schemas.durations import parse_duration, parse_interval
+from cryptopipe_schemas.durations import (
+    RETENTION_PATTERN,
+    parse_duration,
+    parse_interval,
+    parse_retention,
+)
 from cryptopipe_schemas.quantities import QUANTITY_PATTERN, parse_quantity
 from cryptopipe_schemas.spec import DURATION_PATTERN
 
@@ -57,6 +62,19 @@ def test_the_spec_patterns_accept_what_the_parser_reads(text: str) -> None:
     watermark = bool(re.match(DURATION_PATTERN, text))
     assert watermark == (parses(parse_duration, text) and not text.endswith("d"))
     assert bool(topics.INTERVAL_PATTERN.match(text)) == parses(parse_interval, text)
+    assert bool(re.match(RETENTION_PATTERN, text)) == parses(parse_retention, text)
+
+
+def test_retention_in_kafkas_milliseconds() -> None:
+    assert [parse_retention(t) for t in ("1h", "12h", "7d", "forever")] == [
+        3_600_000,
+        43_200_000,
+        604_800_000,
+        -1,
+    ]
+    assert re.match(RETENTION_PATTERN, "forever")
+    with pytest.raises(ValueError, match="'30m' is not a retention such as 12h, 7d or forever"):
+        parse_retention("30m")
 
 
 @pytest.mark.parametrize(

@@ -164,6 +164,24 @@ def test_kafka_topics_follow_the_topic_contract() -> None:
     assert kafka_topics.build(pipeline(), external) == []
 
 
+def test_kafka_topics_keep_what_the_spec_says() -> None:
+    def retention(spec: dict[str, object]) -> dict[str, object]:
+        objs = kafka_topics.build(pipeline(spec), CONFIG)
+        return {o["spec"]["topicName"]: o["spec"]["config"]["retention.ms"] for o in objs}
+
+    assert retention({}) == {
+        "trades.btcusdt": 7 * 86_400_000,
+        "candles.1m.btcusdt": -1,
+        "candles.5m.btcusdt": -1,
+        "candles.1h.btcusdt": -1,
+        "forecasts.btcusdt": -1,
+    }
+    shorter = retention({"retention": {"trades": "12h", "candles": "90d", "forecasts": "30d"}})
+    assert shorter["trades.btcusdt"] == 12 * 3_600_000
+    assert shorter["candles.1h.btcusdt"] == 90 * 86_400_000
+    assert shorter["forecasts.btcusdt"] == 30 * 86_400_000
+
+
 def test_spark_application_checkpoints_on_hdfs_by_identity_not_by_spec() -> None:
     p = pipeline()
     app = aggregator.build(p, CONFIG)

@@ -100,6 +100,15 @@ def test_symbol_is_required() -> None:
         ),
         ({"suspend": "yes"}, "suspend: must be true or false"),
         (
+            {"retention": {"candles": "1d"}},
+            "retention.candles: 1d keeps fewer than lookback + horizon (54) candles of 1h",
+        ),
+        (
+            {"retention": {"trades": "30m"}},
+            "retention.trades: '30m' does not look right (How long Kafka keeps the trades "
+            "topic (12h, 7d or forever)",
+        ),
+        (
             {"sinks": {"kafka": {"partitions": True}}},
             "sinks.kafka.partitions: must be a whole number",
         ),

@@ -40,6 +40,7 @@ from cryptopipe_jobs.spec_directory import read_spec_folder
 from cryptopipe_schemas import logs, topics
 from cryptopipe_schemas.flags import add_log_level, entry_parser
 from cryptopipe_schemas.registry import RegistryError, SchemaIds, register_all
+from cryptopipe_schemas.retention import topic_config
 from cryptopipe_schemas.spec import CryptoPipelineSpec, SpecError, load_spec_file, to_mapping
 from cryptopipe_schemas.storage import checkpoint_location, storage_base
 
@@ -145,11 +146,16 @@ def sheets_sync(options: AggregateOptions, outbox: Outbox, metrics: AggregateMet
 
 
 def candle_topics(options: AggregateOptions) -> list[str]:
-    return pool_candle_topics(options.specs)
+    return list(pool_candle_topics(options.specs))
 
 
-def pool_candle_topics(specs: Sequence[CryptoPipelineSpec]) -> list[str]:
-    return [topics.candles(interval, spec.symbol) for spec in specs for interval in spec.intervals]
+def pool_candle_topics(specs: Sequence[CryptoPipelineSpec]) -> dict[str, dict[str, int | str]]:
+    """Every member's candle topics, with its spec's retention."""
+    return {
+        topics.candles(interval, spec.symbol): topic_config(spec, "candles")
+        for spec in specs
+        for interval in spec.intervals
+    }
 
 
 def ensure_candle_topics(
@@ -161,15 +167,18 @@ def ensure_candle_topics(
         bootstrap_servers=options.bootstrap_servers, client_id="cryptopipe-aggregate"
     )
     try:
-        created = ensure_topics(
+        ensured = ensure_topics(
             admin,
             pool_candle_topics(options.specs if specs is None else specs),
             TopicSettings(kafka.partitions, kafka.replication),
         )
     finally:
         admin.close()
-    if created:
-        log.info("created topics", extra={"topics": created})
+    if ensured.created or ensured.reconfigured:
+        log.info(
+            "topics ensured",
+            extra={"created": ensured.created, "reconfigured": ensured.reconfigured},
+        )
 
 
 def existing_topics(bootstrap_servers: str) -> Callable[[], set[str]]:

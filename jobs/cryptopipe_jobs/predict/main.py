@@ -50,6 +50,7 @@ from cryptopipe_schemas.codec import DecodeError, decode, encode, encode_key
 from cryptopipe_schemas.durations import parse_interval
 from cryptopipe_schemas.flags import add_log_level, entry_parser
 from cryptopipe_schemas.registry import RegistryError, SchemaIds, register_all
+from cryptopipe_schemas.retention import topic_config
 from cryptopipe_schemas.spec import CryptoPipelineSpec, ModelSpec, SpecError, load_spec_file
 
 PROG = "cryptopipe-predict"
@@ -368,13 +369,16 @@ def _ensure_member_topics(bootstrap_servers: str, members: Sequence[Member]) -> 
         for member in members:
             spec = member.spec
             settings = TopicSettings(spec.sinks.kafka.partitions, spec.sinks.kafka.replication)
-            names = [
-                topics.candles(spec.model.interval, spec.symbol),
-                topics.forecasts(spec.symbol),
-            ]
-            created = ensure_topics(admin, names, settings)
-            if created:
-                log.info("created topics", extra={"topics": created})
+            wanted = {
+                topics.candles(spec.model.interval, spec.symbol): topic_config(spec, "candles"),
+                topics.forecasts(spec.symbol): topic_config(spec, "forecasts"),
+            }
+            ensured = ensure_topics(admin, wanted, settings)
+            if ensured.created or ensured.reconfigured:
+                log.info(
+                    "topics ensured",
+                    extra={"created": ensured.created, "reconfigured": ensured.reconfigured},
+                )
     finally:
         admin.close()
 

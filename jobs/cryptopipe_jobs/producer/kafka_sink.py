@@ -15,10 +15,20 @@ from cryptopipe_schemas.avro_schemas import SchemaName
 from cryptopipe_schemas.codec import encode, encode_key
 from cryptopipe_schemas.records import TradeRecord
 from cryptopipe_schemas.registry import SchemaIds
+from cryptopipe_schemas.retention import topic_config
+from cryptopipe_schemas.spec import CryptoPipelineSpec
 
 
-def producer_topics(symbols: Iterable[str], source: str) -> list[str]:
-    return [*(topics.trades(symbol) for symbol in symbols), topics.deadletter(source)]
+def producer_topics(
+    specs: Iterable[CryptoPipelineSpec], source: str
+) -> dict[str, dict[str, int | str]]:
+    """The producer's topics and their configs: each symbol's trades (its spec's retention) and
+    the source's dead letters (shared by every pipeline of the source: the broker's defaults)."""
+    out: dict[str, dict[str, int | str]] = {
+        topics.trades(spec.symbol): topic_config(spec, "trades") for spec in specs
+    }
+    out[topics.deadletter(source)] = {}
+    return out
 
 
 def create_transactional(

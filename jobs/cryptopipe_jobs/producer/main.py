@@ -181,11 +181,14 @@ def run(options: ProducerOptions, stop: threading.Event) -> None:
         bootstrap_servers=options.bootstrap_servers, client_id="cryptopipe-producer"
     )
     try:
-        created = ensure_topics(admin, producer_topics(symbols, kind.value), settings)
+        ensured = ensure_topics(admin, producer_topics(options.specs, kind.value), settings)
     finally:
         admin.close()
-    if created:
-        log.info("created topics", extra={"topics": created})
+    if ensured.created or ensured.reconfigured:
+        log.info(
+            "topics ensured",
+            extra={"created": ensured.created, "reconfigured": ensured.reconfigured},
+        )
     ids = register_all(options.schema_registry_url) if options.schema_registry_url else None
     transactional = options.transactional_id or transactional_id(kind.value, symbols)
     # Fence any older producer of these trades before reading where it stopped: its open

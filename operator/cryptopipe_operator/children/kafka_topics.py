@@ -11,16 +11,15 @@ from typing import Any
 from cryptopipe_operator.children.common import Pipeline, metadata
 from cryptopipe_operator.config import PlatformConfig
 from cryptopipe_schemas import topics
+from cryptopipe_schemas.retention import TopicKind, topic_config
 
 API_VERSION = "kafka.strimzi.io/v1"
-# Trades are replayable history for the aggregator's restarts: keep a week.
-RETENTION_MS = {"trades": 7 * 24 * 3600 * 1000, "candles": -1, "forecasts": -1}
 
 
-def topic_names(pipeline: Pipeline) -> list[tuple[str, str]]:
+def topic_names(pipeline: Pipeline) -> list[tuple[TopicKind, str]]:
     """(kind, Kafka topic name) pairs this pipeline needs."""
     spec = pipeline.spec
-    names = [("trades", topics.trades(spec.symbol))]
+    names: list[tuple[TopicKind, str]] = [("trades", topics.trades(spec.symbol))]
     if spec.sinks.kafka.enabled:
         names += [("candles", topics.candles(interval, spec.symbol)) for interval in spec.intervals]
     names.append(("forecasts", topics.forecasts(spec.symbol)))
@@ -48,7 +47,7 @@ def build(pipeline: Pipeline, config: PlatformConfig) -> list[dict[str, Any]]:
                     "topicName": topic,
                     "partitions": kafka.partitions,
                     "replicas": kafka.replication,
-                    "config": {"retention.ms": RETENTION_MS[kind], "cleanup.policy": "delete"},
+                    "config": topic_config(pipeline.spec, kind),
                 },
             }
         )
