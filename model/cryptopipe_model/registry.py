@@ -8,6 +8,11 @@ Layout under the storage root:
                                                          library versions, gate decision
     current.json                                         the promoted version, if any
 
+Retention (`Registry.prune`, after each training): the current version and the newest K
+complete versions stay; older versions, and folders a crashed training left without a
+manifest (older than the newest complete version), are deleted. The newest version always
+stays, so version numbers never repeat.
+
 Promotion gate: a version becomes current only if its walk-forward MASE against persistence
 is below 1; otherwise it stays a candidate with the reason recorded, and `serving_choice`
 falls back to the best baseline of the latest evaluation (unless an earlier version is
@@ -20,6 +25,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -56,6 +62,10 @@ class Storage(Protocol):
         """Names directly under a folder path, sorted; empty if it does not exist."""
         ...
 
+    def delete(self, path: str) -> None:
+        """Remove a blob or a folder with everything under it; nothing if absent."""
+        ...
+
 
 @dataclass(frozen=True)
 class LocalStorage:
@@ -90,6 +100,15 @@ class LocalStorage:
         if not folder.is_dir():
             return []
         return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+    def delete(self, path: str) -> None:
+        target = self._path(path)
+        if target == self.root.resolve():
+            raise ValueError("refusing to delete the registry's root")
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -174,6 +193,21 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def prunable(folders: list[str], complete: list[str], current: str | None, keep: int) -> list[str]:
+    """Version folders to delete: every folder but the current version and the newest `keep`
+    complete ones; a folder without a manifest only if it is older than the newest complete
+    version (a newer one may be a training still writing). Names sort by age (v0001, v0002...)."""
+    if keep < 1:
+        raise ValueError(f"keep at least one version, got {keep}")
+    kept = set(complete[-keep:]) | ({current} if current else set())
+    newest = complete[-1] if complete else None
+    return [
+        name
+        for name in sorted(folders)
+        if name not in kept and (name in complete or (newest is not None and name < newest))
+    ]
+
+
 class Registry:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
@@ -256,9 +290,22 @@ class Registry:
         )
 
     def current(self) -> VersionRecord | None:
+        version = self.current_version()
+        return None if version is None else self.record(version)
+
+    def current_version(self) -> str | None:
         if not self.storage.exists(CURRENT):
             return None
-        return self.record(str(json.loads(self.storage.read(CURRENT))["version"]))
+        return str(json.loads(self.storage.read(CURRENT))["version"])
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete what `prunable` names; the deleted versions, oldest first."""
+        doomed = prunable(
+            self.storage.children("versions"), self.versions(), self.current_version(), keep
+        )
+        for name in doomed:
+            self.storage.delete(f"versions/{name}")
+        return doomed
 
     def serving_choice(self) -> ServingChoice:
         current = self.current()

@@ -14,7 +14,8 @@ TopicKind = Literal["trades", "candles", "forecasts"]
 
 def retention_ms(spec: CryptoPipelineSpec, kind: TopicKind) -> int:
     """Kafka's retention.ms of the pipeline's topics of one kind; -1 keeps them forever."""
-    return parse_retention(getattr(spec.retention, kind))
+    text: str = getattr(spec.retention, kind)
+    return parse_retention(text)
 
 
 def topic_config(spec: CryptoPipelineSpec, kind: TopicKind) -> dict[str, int | str]:

@@ -226,6 +226,12 @@ class Retention:
         FOREVER,
         pattern=RETENTION_PATTERN,
     )
+    model_versions: int = spec_field(
+        "Trained versions the model registry keeps: the newest N, and the serving one always.",
+        5,
+        minimum=1,
+        maximum=1000,
+    )
 
 
 @dataclass(frozen=True)
@@ -261,7 +267,9 @@ class CryptoPipelineSpec:
         "How late a trade may arrive and still count.", "30s", pattern=DURATION_PATTERN
     )
     sinks: Sinks = spec_field("Where candles go.", Sinks())
-    retention: Retention = spec_field("How long Kafka keeps each kind of topic.", Retention())
+    retention: Retention = spec_field(
+        "How long Kafka keeps each kind of topic, and how many model versions stay.", Retention()
+    )
     model: ModelSpec = spec_field("Forecasting model.", ModelSpec())
     dashboard: DashboardSpec = spec_field("Dashboard.", DashboardSpec())
     resources: Resources = spec_field("Resource requests per component.", Resources())

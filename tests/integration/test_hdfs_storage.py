@@ -109,3 +109,41 @@ def test_registry_round_trip_on_hdfs(hdfs_env: dict[str, str], root: str) -> Non
         assert (choice.kind, choice.name) == ("model", record.version)
     else:
         assert (choice.kind, choice.name) == ("baseline", record.best_baseline)
+
+
+def test_registry_keeps_the_serving_version_and_the_newest_on_hdfs(
+    hdfs_env: dict[str, str], client: Any, root: str
+) -> None:
+    storage = HdfsStorage(client, root)
+    registry = Registry(storage)
+    spec = ModelSpec(lookback=8, horizon=3, layers=1, units=4, epochs=1, coverage=0.8)
+    frame = sources.read_embedded().iloc[-300:].reset_index(drop=True)
+    model = LstmModel(spec, seed=1)
+    evaluation = walk_forward(
+        frame, [*all_baselines(3, 0.8), model], horizon=3, coverage=0.8, test_size=40, n_folds=2
+    )
+    predictor = model.fit(frame)
+    for _ in range(3):
+        registry.register(predictor, evaluation, DataRange.of(frame))
+    registry.promote("v0001", "pinned by hand")
+    # A training that crashed before its manifest, newer than every complete version: it may
+    # still be writing, so it stays.
+    storage.write("versions/v0004/model.keras", b"partial")
+
+    assert registry.prune(keep=1) == ["v0002"]
+    assert registry.versions() == ["v0001", "v0003"]
+    assert storage.children("versions") == ["v0001", "v0003", "v0004"]
+
+    registry.register(predictor, evaluation, DataRange.of(frame))  # numbers go on: v0005
+    registry.promote("v0001", "pinned by hand")
+    # Now the partial folder is older than a complete version: a crash's leftover.
+    assert registry.prune(keep=1) == ["v0003", "v0004"]
+    assert storage.children("versions") == ["v0001", "v0005"]
+    origins = np.arange(len(frame) - 5, len(frame))
+    np.testing.assert_allclose(
+        registry.load("v0001").predict(frame, origins).point,
+        predictor.predict(frame, origins).point,
+        rtol=1e-6,
+    )
+    with pytest.raises(ValueError, match="root"):
+        storage.delete(".")

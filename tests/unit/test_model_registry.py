@@ -16,6 +16,7 @@ from cryptopipe_model.registry import (
     Registry,
     ServingChoice,
     promotion_gate,
+    prunable,
 )
 from cryptopipe_schemas.spec import ModelSpec
 from model_support import candle_frame, trained
@@ -135,3 +136,40 @@ def test_local_storage_is_atomic_and_confined(tmp_path: Path) -> None:
         storage.write("../outside", b"x")
     with pytest.raises(FileNotFoundError):
         storage.read("a/c")
+
+
+@pytest.mark.parametrize(
+    ("folders", "complete", "current", "keep", "doomed"),
+    [
+        # The newest `keep` complete versions stay.
+        (["v1", "v2", "v3", "v4"], ["v1", "v2", "v3", "v4"], None, 2, ["v1", "v2"]),
+        # The serving version stays however old.
+        (["v1", "v2", "v3", "v4"], ["v1", "v2", "v3", "v4"], "v1", 1, ["v2", "v3"]),
+        # A folder without a manifest: a crash's leftover if older than the newest complete
+        # version, a training still writing if newer.
+        (["v1", "v2", "v3", "v4"], ["v1", "v3"], None, 1, ["v1", "v2"]),
+        # Nothing complete yet: nothing to judge an incomplete folder by.
+        (["v1"], [], None, 1, []),
+        (["v1", "v2"], ["v1", "v2"], "v2", 5, []),
+    ],
+)
+def test_prunable_keeps_the_newest_and_the_serving_version(
+    folders: list[str], complete: list[str], current: str | None, keep: int, doomed: list[str]
+) -> None:
+    assert prunable(folders, complete, current, keep) == doomed
+
+
+def test_prunable_keeps_at_least_one() -> None:
+    with pytest.raises(ValueError, match="keep at least one"):
+        prunable(["v1"], ["v1"], None, 0)
+
+
+def test_local_storage_deletes_folders_but_not_its_root(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.write("versions/v0001/model.keras", b"x")
+    storage.write("versions/v0001/extra/report.md", b"y")
+    storage.delete("versions/v0001")
+    assert storage.children("versions") == []
+    storage.delete("versions/v0009")  # absent: nothing happens
+    with pytest.raises(ValueError, match="root"):
+        storage.delete(".")

@@ -79,3 +79,9 @@ class HdfsStorage:
             return []
         names: list[str] = self.client.list(folder)
         return sorted(name for name in names if not name.startswith("."))
+
+    def delete(self, path: str) -> None:
+        target = self._path(path)
+        if target == posixpath.normpath(self.root):
+            raise ValueError("refusing to delete the registry's root")
+        self.client.delete(target, recursive=True)

@@ -169,6 +169,9 @@ def train(options: TrainOptions, say: Say) -> VersionRecord:
     print(f"version {record.version}: {state}; {record.reason}")
     choice = registry.serving_choice()
     print(f"serving: {choice.kind} {choice.name} ({choice.reason})")
+    pruned = registry.prune(options.spec.retention.model_versions)
+    if pruned:
+        print(f"deleted older versions (retention.modelVersions): {', '.join(pruned)}")
     if options.result_file is not None:
         options.result_file.write_text(result_json(record))
     say(f"done in {time.monotonic() - started:.1f} s")
