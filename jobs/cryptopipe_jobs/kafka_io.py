@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,14 @@ TopicConfigs = Mapping[str, Mapping[str, int | str]]
 class EnsuredTopics:
     created: list[str]
     reconfigured: list[str]  # existing topics whose configs were set to the wanted ones
+
+
+def log_ensured(log: logging.Logger, ensured: EnsuredTopics) -> None:
+    """One log line when topics were created or re-configured; none otherwise."""
+    if ensured.created or ensured.reconfigured:
+        # Not "created": a LogRecord attribute, which `extra` may not overwrite.
+        fields = {"topics_created": ensured.created, "topics_reconfigured": ensured.reconfigured}
+        log.info("topics ensured", extra=fields)
 
 
 def _as_kafka_values(configs: Mapping[str, int | str]) -> dict[str, str]:

@@ -4,6 +4,7 @@ them alone when nothing changed."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 
@@ -12,7 +13,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from cryptopipe_jobs.aggregate.main import pool_candle_topics
-from cryptopipe_jobs.kafka_io import TopicConfigError, TopicSettings, ensure_topics
+from cryptopipe_jobs.kafka_io import TopicConfigError, TopicSettings, ensure_topics, log_ensured
 from cryptopipe_jobs.producer.kafka_sink import producer_topics
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.spec import parse_spec
@@ -46,7 +47,9 @@ def live(admin: KafkaAdminClient, topic: str) -> dict[str, str]:
     return {k: v["value"] for k, v in described["topic"][topic].items()}
 
 
-def test_topics_follow_the_specs_retention(admin: KafkaAdminClient, made: list[str]) -> None:
+def test_topics_follow_the_specs_retention(
+    admin: KafkaAdminClient, made: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
     symbol = f"R{uuid.uuid4().hex[:8].upper()}USDT"
     spec = parse_spec({"symbol": symbol, "intervals": ["1m", "1h"], "retention": {"trades": "12h"}})
     wanted = {**producer_topics([spec], "binance"), **pool_candle_topics([spec])}
@@ -58,8 +61,17 @@ def test_topics_follow_the_specs_retention(admin: KafkaAdminClient, made: list[s
     assert live(admin, trades) == {"retention.ms": str(12 * HOUR_MS), "cleanup.policy": "delete"}
     assert live(admin, candles)["retention.ms"] == "-1"  # the default: forever
 
+    # What the jobs log (a key named "created" once crashed them: a LogRecord attribute).
+    with caplog.at_level(logging.INFO, logger="retention-test"):
+        log_ensured(logging.getLogger("retention-test"), first)
+    (logged,) = caplog.records
+    assert logged.topics_created == first.created  # type: ignore[attr-defined]
+
     again = ensure_topics(admin, wanted, TopicSettings())
     assert (again.created, again.reconfigured) == ([], [])
+    caplog.clear()
+    log_ensured(logging.getLogger("retention-test"), again)
+    assert caplog.records == []  # nothing changed: no line
 
     # The spec changes: the next start of the job sets the new value on the existing topic.
     changed = parse_spec(

@@ -26,7 +26,7 @@ from cryptopipe_jobs.aggregate import pipeline, pool, trades
 from cryptopipe_jobs.aggregate.progress import AggregateMetrics, ProgressListener
 from cryptopipe_jobs.aggregate.queries import MemberWriter, PoolQueries, QueryFailed
 from cryptopipe_jobs.cli import refuse, stop_on_signals
-from cryptopipe_jobs.kafka_io import TopicSettings, ensure_topics
+from cryptopipe_jobs.kafka_io import TopicSettings, ensure_topics, log_ensured
 from cryptopipe_jobs.ports import ensure_free
 from cryptopipe_jobs.sinks.batch_writer import BatchWriter, SinkTargets
 from cryptopipe_jobs.sinks.hadoop_fs import HadoopFs
@@ -174,11 +174,7 @@ def ensure_candle_topics(
         )
     finally:
         admin.close()
-    if ensured.created or ensured.reconfigured:
-        log.info(
-            "topics ensured",
-            extra={"created": ensured.created, "reconfigured": ensured.reconfigured},
-        )
+    log_ensured(log, ensured)
 
 
 def existing_topics(bootstrap_servers: str) -> Callable[[], set[str]]:

@@ -33,7 +33,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from cryptopipe_jobs.cli import refuse, stop_on_signals
 from cryptopipe_jobs.http_metrics import serve
-from cryptopipe_jobs.kafka_io import TopicSettings, create_producer, ensure_topics
+from cryptopipe_jobs.kafka_io import TopicSettings, create_producer, ensure_topics, log_ensured
 from cryptopipe_jobs.ports import ensure_free
 from cryptopipe_jobs.predict.hdfs_sink import HdfsForecastSink
 from cryptopipe_jobs.predict.history import Added, CandleHistory
@@ -374,11 +374,7 @@ def _ensure_member_topics(bootstrap_servers: str, members: Sequence[Member]) -> 
                 topics.forecasts(spec.symbol): topic_config(spec, "forecasts"),
             }
             ensured = ensure_topics(admin, wanted, settings)
-            if ensured.created or ensured.reconfigured:
-                log.info(
-                    "topics ensured",
-                    extra={"created": ensured.created, "reconfigured": ensured.reconfigured},
-                )
+            log_ensured(log, ensured)
     finally:
         admin.close()
 

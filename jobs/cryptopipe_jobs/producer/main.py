@@ -25,7 +25,7 @@ from kafka import KafkaAdminClient
 
 from cryptopipe_jobs.cli import refuse, stop_on_signals
 from cryptopipe_jobs.http_metrics import serve
-from cryptopipe_jobs.kafka_io import TopicSettings, ensure_topics
+from cryptopipe_jobs.kafka_io import TopicSettings, ensure_topics, log_ensured
 from cryptopipe_jobs.ports import ensure_free
 from cryptopipe_jobs.producer import binance_ws, replay, synthetic
 from cryptopipe_jobs.producer.kafka_sink import (
@@ -184,11 +184,7 @@ def run(options: ProducerOptions, stop: threading.Event) -> None:
         ensured = ensure_topics(admin, producer_topics(options.specs, kind.value), settings)
     finally:
         admin.close()
-    if ensured.created or ensured.reconfigured:
-        log.info(
-            "topics ensured",
-            extra={"created": ensured.created, "reconfigured": ensured.reconfigured},
-        )
+    log_ensured(log, ensured)
     ids = register_all(options.schema_registry_url) if options.schema_registry_url else None
     transactional = options.transactional_id or transactional_id(kind.value, symbols)
     # Fence any older producer of these trades before reading where it stopped: its open
