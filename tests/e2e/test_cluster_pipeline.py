@@ -53,6 +53,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from cryptopipe_jobs.producer import recorded, replay
 from cryptopipe_jobs.producer.committed import CommittedRecords
 from cryptopipe_operator.children.aggregator import spark_memory
+from cryptopipe_operator.children.common import POOL_LABEL
 from cryptopipe_operator.status import READY_REQUIRES
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.codec import decode
@@ -273,7 +274,9 @@ def condition_true(namespace: str, kind: str) -> dict[str, Any] | None:
 
 
 def pod_of(namespace: str, component: str) -> dict[str, Any] | None:
-    selector = f"cryptopipe.io/pipeline={PIPELINE},app.kubernetes.io/component={component}"
+    """A Ready pod of one of the pool's shared components (the example is `isolation: shared`:
+    its children carry the pool's label, not the pipeline's)."""
+    selector = f"{POOL_LABEL}={POOL},app.kubernetes.io/component={component}"
     pods = (get("pods", f"--namespace={namespace}", "-l", selector) or {"items": []})["items"]
     return next((p for p in pods if is_ready(p)), None)
 
