@@ -47,6 +47,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Every process the command starts inherits this variable: how leftovers are found in /proc.
 MARK = "CRYPTOPIPE_E2E_RUN"
 FIRST_FORECAST = re.compile(r"first forecast after (\d+) s\. Dashboard: (http://\S+)")
+FRESHNESS = re.compile(r"Data freshness: (fresh|STALE): newest trade")
 
 
 def _free_port() -> int:
@@ -74,14 +75,22 @@ def _marked(token: str) -> dict[int, str]:
 
 
 def _wait_for(driver: WebDriver, what: str, ready: Callable[[str], bool], seconds: float) -> str:
+    # The text that satisfied `ready`, not a second read: a rerun of the page between two reads
+    # can show it mid-way (a fresh-clone CI run read a Pipelines page without its freshness line).
+    seen: list[str] = []
+
+    def satisfied(d: WebDriver) -> bool:
+        seen.append(page_text(d))
+        return ready(seen[-1])
+
     try:
-        WebDriverWait(driver, seconds, poll_frequency=1).until(lambda d: ready(page_text(d)))
+        WebDriverWait(driver, seconds, poll_frequency=1).until(satisfied)
     except TimeoutException:
         shot = screenshot(driver, "timeout")
         pytest.fail(
             f"no {what} after {seconds:.0f} s (screenshot {shot}); page:\n{page_text(driver)}"
         )
-    return page_text(driver)
+    return seen[-1]
 
 
 def _let_images_load(driver: WebDriver, seconds: float = 30) -> None:
@@ -243,9 +252,13 @@ def test_run_local_reaches_a_forecast_on_the_dashboard_and_ctrl_c_leaves_nothing
             shots = [screenshot(driver, f"dashboard-market-{symbol.lower()}")]
 
             driver.get(f"{address}/pipelines")
-            text = _wait_for(driver, "training report", lambda t: "Latest version" in t, 60)
+            text = _wait_for(
+                driver,
+                "training report and data freshness",
+                lambda t: "Latest version" in t and FRESHNESS.search(t) is not None,
+                60,
+            )
             _assert_no_traceback(driver)
-            assert re.search(r"Data freshness: (fresh|STALE): newest trade", text), text
             _let_images_load(driver)
             shots.append(screenshot(driver, f"dashboard-pipelines-{symbol.lower()}"))
         with capsys.disabled():
