@@ -27,6 +27,7 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -208,6 +209,16 @@ def prunable(folders: list[str], complete: list[str], current: str | None, keep:
     ]
 
 
+def below_baseline_streak(promoted_newest_first: Iterable[bool]) -> int:
+    """How many of the newest versions in a row failed the promotion gate."""
+    streak = 0
+    for promoted in promoted_newest_first:
+        if promoted:
+            break
+        streak += 1
+    return streak
+
+
 class Registry:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
@@ -297,6 +308,13 @@ class Registry:
         if not self.storage.exists(CURRENT):
             return None
         return str(json.loads(self.storage.read(CURRENT))["version"])
+
+    def below_baseline_streak(self) -> int:
+        """Trainings in a row, newest first, whose version did not beat its best baseline (the
+        pruned ones no longer count: at most spec.retention.modelVersions + 1)."""
+        return below_baseline_streak(
+            self.record(version).promoted for version in reversed(self.versions())
+        )
 
     def prune(self, keep: int) -> list[str]:
         """Delete what `prunable` names; the deleted versions, oldest first."""

@@ -19,6 +19,7 @@ from cryptopipe_operator.handlers import State, register, resync_forever
 from cryptopipe_operator.kube import Kube, load_api_client
 from cryptopipe_operator.leader import LeaderElection
 from cryptopipe_operator.metrics import Metrics, serve
+from cryptopipe_operator.platform_probe import PlatformCollector, endpoints
 from cryptopipe_schemas import logs
 from cryptopipe_schemas.flags import add_log_level, entry_parser
 
@@ -71,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = Metrics()
     metrics.requests = lambda: dict(kube.requests)
     metrics.writes = kube.writes
+    metrics.registry.register(PlatformCollector(endpoints(config)))
     state = State(kube, config, metrics)
     stop = threading.Event()
     election = LeaderElection(kube, args.operator_namespace, args.lease_name, args.identity)

@@ -72,6 +72,8 @@ class Aggregated:
     invalid_counted: int
     batches: int
     seed: int
+    # Each phase's last batch: how far behind its topics Spark's Kafka source said it was.
+    behind_after_phase: list[int | None]
 
 
 def run_phase(spark: SparkSession, options: aggregate_main.AggregateOptions) -> list[Any]:
@@ -112,10 +114,13 @@ def aggregated(
         aggregate_main.ensure_candle_topics(options)
         stream = random_stream(rng, symbols, phases=4, watermark_ms=20_000)
         progress = []
+        behind_after_phase = []
         for index, phase in enumerate(stream.phases):
             garbage = stream.garbage if index == 1 else 0
             produce(kafka_bootstrap, phase, garbage=garbage, symbol=symbols[0])
-            progress += run_phase(spark, options)
+            ran = run_phase(spark, options)
+            behind_after_phase.append(figures(ran[-1]).offsets_behind if ran else None)
+            progress += ran
         batches = [figures(p) for p in progress]
         yield Aggregated(
             options=options,
@@ -125,6 +130,7 @@ def aggregated(
             invalid_counted=sum(b.invalid for b in batches),
             batches=len(batches),
             seed=seed,
+            behind_after_phase=behind_after_phase,
         )
     finally:
         scratch.cleanup()
@@ -150,6 +156,11 @@ def test_late_and_invalid_records_are_counted(aggregated: Aggregated) -> None:
     assert aggregated.expected.late_trades > 0
     assert aggregated.late_counted == aggregated.expected.late_trades, f"seed {aggregated.seed}"
     assert aggregated.invalid_counted == aggregated.stream.garbage
+
+
+def test_a_drained_query_reports_no_offsets_behind(aggregated: Aggregated) -> None:
+    # availableNow reads every phase to its end: the source's own figure says so.
+    assert aggregated.behind_after_phase == [0] * len(aggregated.stream.phases)
 
 
 def test_kafka_candles_decode_and_dedupe_to_the_reference(

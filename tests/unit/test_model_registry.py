@@ -15,6 +15,7 @@ from cryptopipe_model.registry import (
     LocalStorage,
     Registry,
     ServingChoice,
+    below_baseline_streak,
     promotion_gate,
     prunable,
 )
@@ -113,6 +114,10 @@ def test_gate_keeps_a_losing_model_as_candidate_and_serving_falls_back(
     assert current is not None and current.version == "v0002"
     assert registry.versions() == ["v0001", "v0002", "v0003"]
     assert registry.serving_choice().name == "v0002"
+    # The alert "below its baseline K retrains in a row" counts from the newest version back.
+    assert registry.below_baseline_streak() == 1
+    registry.register(predictor, evaluation, DataRange.of(frame))
+    assert registry.below_baseline_streak() == 2
 
     # A person may override the gate; the pointer says so.
     registry.promote("v0001", "promoted by hand for a comparison")
@@ -157,6 +162,16 @@ def test_prunable_keeps_the_newest_and_the_serving_version(
     folders: list[str], complete: list[str], current: str | None, keep: int, doomed: list[str]
 ) -> None:
     assert prunable(folders, complete, current, keep) == doomed
+
+
+@pytest.mark.parametrize(
+    ("promoted_newest_first", "streak"),
+    [([], 0), ([True, False], 0), ([False, False, True, False], 2), ([False] * 3, 3)],
+)
+def test_below_baseline_streak_stops_at_the_newest_promoted_version(
+    promoted_newest_first: list[bool], streak: int
+) -> None:
+    assert below_baseline_streak(promoted_newest_first) == streak
 
 
 def test_prunable_keeps_at_least_one() -> None:

@@ -1,7 +1,10 @@
-"""Per-batch figures from the query's progress: late trades, invalid records, batch times.
+"""Per-batch figures from the query's progress: late trades, invalid records, batch times, and
+how far the query is behind its topics.
 
 Late trades are the watermark drops of the deduplication operator (see pipeline); invalid
-records come from the `input` observation. One log line per batch, and Prometheus counters.
+records come from the `input` observation; the offsets behind are the Kafka source's own
+`maxOffsetsBehindLatest`. One log line per batch, and Prometheus series labelled by query (a
+pool runs one query per group of intervals and watermark).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pyspark.sql.streaming.listener import StreamingQueryListener
 
 from cryptopipe_jobs.aggregate.pipeline import INPUT_METRICS
@@ -21,14 +24,31 @@ log = logging.getLogger("cryptopipe.aggregate")
 DEDUPE_OPERATOR = "dedupe"
 
 
+# Spark's batch durations: a trigger of seconds, a first batch or a catch-up of minutes.
+BATCH_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+
+
 @dataclass(frozen=True)
 class BatchFigures:
+    query: str
     batch_id: int
     records: int
     invalid: int
     late_trades: int
     watermark: str | None
     duration_ms: int
+    offsets_behind: int | None = None
+
+
+def offsets_behind(sources: Any) -> int | None:
+    """The largest `maxOffsetsBehindLatest` of the query's Kafka sources (None before the first
+    batch reads, or for a source that does not report it)."""
+    behind = [
+        int(float(source.metrics["maxOffsetsBehindLatest"]))
+        for source in sources
+        if (source.metrics or {}).get("maxOffsetsBehindLatest") is not None
+    ]
+    return max(behind) if behind else None
 
 
 def figures(progress: Any) -> BatchFigures:
@@ -41,12 +61,14 @@ def figures(progress: Any) -> BatchFigures:
     observed = progress.observedMetrics.get(INPUT_METRICS)
     invalid = (observed["invalid"] or 0) if observed is not None else 0
     return BatchFigures(
+        query=progress.name or str(progress.id),
         batch_id=progress.batchId,
         records=progress.numInputRows,
         invalid=int(invalid),
         late_trades=int(late),
         watermark=progress.eventTime.get("watermark"),
         duration_ms=int(progress.batchDuration),
+        offsets_behind=offsets_behind(progress.sources),
     )
 
 
@@ -54,19 +76,40 @@ class AggregateMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         prefix = "cryptopipe_aggregate"
-        self.records = Counter(f"{prefix}_records", "Kafka records read.", registry=self.registry)
+        by_query = ["query"]
+        self.records = Counter(
+            f"{prefix}_records", "Kafka records read.", by_query, registry=self.registry
+        )
         self.invalid = Counter(
             f"{prefix}_invalid_records",
             "Records that are no Trade (they stay in the topic).",
+            by_query,
             registry=self.registry,
         )
         self.late = Counter(
             f"{prefix}_late_trades",
             "Trades at or before the watermark, left out of every candle.",
+            by_query,
             registry=self.registry,
         )
-        self.batch_seconds = Gauge(
-            f"{prefix}_batch_seconds", "Duration of the last batch.", registry=self.registry
+        self.batch_duration = Histogram(
+            f"{prefix}_batch_duration_seconds",
+            "Wall time of each micro-batch.",
+            by_query,
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.last_batch = Gauge(
+            f"{prefix}_last_batch_timestamp_seconds",
+            "When the newest micro-batch ended (Unix time).",
+            by_query,
+            registry=self.registry,
+        )
+        self.offsets_behind = Gauge(
+            f"{prefix}_offsets_behind_latest",
+            "Records the query is behind its topics' newest offsets (the largest per partition).",
+            by_query,
+            registry=self.registry,
         )
         self.sheets_pending = Gauge(
             f"{prefix}_sheets_pending_batches",
@@ -85,10 +128,13 @@ class AggregateMetrics:
         self._sheets_failures_seen = stats.failures
 
     def record(self, batch: BatchFigures) -> None:
-        self.records.inc(batch.records)
-        self.invalid.inc(batch.invalid)
-        self.late.inc(batch.late_trades)
-        self.batch_seconds.set(batch.duration_ms / 1000)
+        self.records.labels(batch.query).inc(batch.records)
+        self.invalid.labels(batch.query).inc(batch.invalid)
+        self.late.labels(batch.query).inc(batch.late_trades)
+        self.batch_duration.labels(batch.query).observe(batch.duration_ms / 1000)
+        self.last_batch.labels(batch.query).set_to_current_time()
+        if batch.offsets_behind is not None:
+            self.offsets_behind.labels(batch.query).set(batch.offsets_behind)
 
 
 class ProgressListener(StreamingQueryListener):
@@ -106,12 +152,14 @@ class ProgressListener(StreamingQueryListener):
         log.info(
             "batch",
             extra={
+                "query": batch.query,
                 "batch_id": batch.batch_id,
                 "records": batch.records,
                 "invalid_records": batch.invalid,
                 "late_trades": batch.late_trades,
                 "watermark": batch.watermark,
                 "duration_ms": batch.duration_ms,
+                "offsets_behind": batch.offsets_behind,
             },
         )
 

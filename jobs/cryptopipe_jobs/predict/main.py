@@ -23,7 +23,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,14 +85,22 @@ class PredictOptions:
         return [found[symbol] for symbol in sorted(found)]
 
 
-def refresh(registry: Registry, served: Served | None, model: ModelSpec, symbol: str) -> Served:
-    """The serving choice now; the one in hand if unchanged or if the registry cannot be read."""
+def refresh(
+    registry: Registry,
+    served: Served | None,
+    model: ModelSpec,
+    symbol: str,
+    failed: Callable[[], None] = lambda: None,
+) -> Served:
+    """The serving choice now; the one in hand if unchanged or if the registry cannot be read
+    (then `failed` is called)."""
     try:
         choice = registry.serving_choice()
         if served is not None and served.same_choice(choice):
             return served
         fresh = load(registry, choice, model)
     except Exception as error:  # a registry that cannot be read must not stop forecasting
+        failed()
         log.warning("registry unreadable, serving unchanged: %s", error, extra={"symbol": symbol})
         if served is not None:
             return served
@@ -151,19 +159,40 @@ class Forecaster:
         self.interval_name = model.interval
         self.step = dt.timedelta(milliseconds=parse_interval(model.interval))
         self.history = CandleHistory(member.symbol, pd.Timedelta(self.step), options.history)
-        self.served = refresh(registry, None, model, member.symbol)
+        self.served = refresh(registry, None, model, member.symbol, metrics.registry_read_failed)
         metrics.serving(self.served.label, self.served.choice.kind, reload=False)
+        self._quality_of = ""  # the newest version the streak was counted at ("-": none yet)
+        self._track_quality()
         self.history.capacity = max(options.history, self.served.min_history())
         self._polled = time.monotonic()
 
     def maybe_refresh(self, force: bool = False) -> None:
         if force or time.monotonic() - self._polled >= self.options.poll_seconds:
-            served = refresh(self.registry, self.served, self.member.spec.model, self.member.symbol)
+            served = refresh(
+                self.registry,
+                self.served,
+                self.member.spec.model,
+                self.member.symbol,
+                self.metrics.registry_read_failed,
+            )
+            self._track_quality()
             if served is not self.served:
                 self.metrics.serving(served.label, served.choice.kind, reload=True)
             self.served = served
             self.history.capacity = max(self.options.history, self.served.min_history())
             self._polled = time.monotonic()
+
+    def _track_quality(self) -> None:
+        """Versions in a row below their baseline, counted again only when a training lands."""
+        try:
+            versions = self.registry.versions()
+            newest = versions[-1] if versions else "-"
+            if newest != self._quality_of:
+                self.metrics.versions_below_baseline(self.registry.below_baseline_streak())
+                self._quality_of = newest
+        except Exception as error:  # as in refresh: the registry's state never stops forecasts
+            self.metrics.registry_read_failed()
+            log.warning("registry unreadable: %s", error, extra={"symbol": self.member.symbol})
 
     def on_candle(self, record: dict[str, Any], forecast: bool) -> list[dict[str, Any]]:
         self.metrics.candle_consumed()

@@ -63,6 +63,18 @@ class PredictorMetrics:
             ["symbol"],
             registry=self.registry,
         )
+        self._registry_failures = Counter(
+            f"{PREFIX}_registry_read_failures",
+            "Reads of the model registry (HDFS or a folder) that failed; serving went on.",
+            ["symbol"],
+            registry=self.registry,
+        )
+        self._below_baseline = Gauge(
+            f"{PREFIX}_versions_below_baseline",
+            "Newest trained versions in a row that did not beat their best baseline.",
+            ["symbol"],
+            registry=self.registry,
+        )
         self._serving = Info(
             f"{PREFIX}_serving",
             "What serves the forecasts: a model version or a baseline.",
@@ -74,7 +86,13 @@ class PredictorMetrics:
 
     def _zero_series(self) -> None:
         """Zero-valued series from the start, so a scrape shows them before the first event."""
-        for counter in (self._candles, self._duplicates, self._forecasts, self._reloads):
+        for counter in (
+            self._candles,
+            self._duplicates,
+            self._forecasts,
+            self._reloads,
+            self._registry_failures,
+        ):
             counter.labels(self.symbol)
 
     def of(self, symbol: str) -> PredictorMetrics:
@@ -96,6 +114,12 @@ class PredictorMetrics:
     def forecasts_emitted(self, count: int, event_time: float) -> None:
         self._forecasts.labels(self.symbol).inc(count)
         self._last_forecast.labels(self.symbol).set(event_time)
+
+    def registry_read_failed(self) -> None:
+        self._registry_failures.labels(self.symbol).inc()
+
+    def versions_below_baseline(self, streak: int) -> None:
+        self._below_baseline.labels(self.symbol).set(streak)
 
     def serving(self, model: str, kind: str, reload: bool) -> None:
         self._serving.labels(self.symbol).info({"model": model, "kind": kind})

@@ -64,9 +64,18 @@ class ProducerMetrics:
             ["symbol"],
             registry=self.registry,
         )
+        # Wall time, not exchange time: a replay of history publishes old trades, and its data
+        # is fresh as long as it keeps publishing. The stale-data alert reads this one.
+        self.last_publish = Gauge(
+            f"{prefix}_last_publish_timestamp_seconds",
+            "When Kafka last acknowledged a record, per symbol (or deadletter), in Unix time.",
+            ["symbol"],
+            registry=self.registry,
+        )
 
     def sent(self, label: str, seconds: float) -> None:
         self.messages_out.labels(label).inc()
+        self.last_publish.labels(label).set_to_current_time()
         self.send_latency.observe(seconds)
 
 

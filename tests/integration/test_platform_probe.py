@@ -1,0 +1,77 @@
+"""The operator's platform probes against the test bed's real HDFS, Hive metastore and Kafka,
+served through its real metrics endpoint; a closed port and a stopped-looking NameNode answer 0."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+
+import pytest
+
+from cryptopipe_operator.config import Kafka, PlatformConfig, Storage
+from cryptopipe_operator.metrics import Metrics, serve
+from cryptopipe_operator.platform_probe import PlatformCollector, endpoints
+
+pytestmark = pytest.mark.integration
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _scrape(collector: PlatformCollector) -> dict[str, float]:
+    metrics = Metrics()
+    metrics.registry.register(collector)
+    port = _closed_port()
+    server = serve(port, metrics, lambda: True, lambda: True)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("cryptopipe_platform_up{"):
+            labels, value = line.rsplit(" ", 1)
+            found[labels.split('service="')[1].split('"')[0]] = float(value)
+    return found
+
+
+def test_each_platform_service_is_up_when_it_answers(
+    spark_env: dict[str, str], kafka_bootstrap: str
+) -> None:
+    config = PlatformConfig(
+        kafka=Kafka(bootstrap_servers=kafka_bootstrap),
+        storage=Storage(
+            hdfs_url=spark_env["CRYPTOPIPE_HDFS_URL"],
+            webhdfs_url=spark_env["CRYPTOPIPE_WEBHDFS_URL"],
+            hive_metastore_uri=spark_env["CRYPTOPIPE_HIVE_METASTORE_URI"],
+        ),
+    )
+    assert _scrape(PlatformCollector(endpoints(config))) == {
+        "hdfs": 1.0,
+        "hive-metastore": 1.0,
+        "kafka": 1.0,
+    }
+
+
+def test_a_service_that_does_not_answer_is_down(kafka_bootstrap: str) -> None:
+    closed = _closed_port()
+    # Kafka's port is open but speaks no HTTP: WebHDFS there is no answer, not an error.
+    host, port = kafka_bootstrap.rsplit(":", 1)
+    config = PlatformConfig(
+        kafka=Kafka(bootstrap_servers=f"127.0.0.1:{closed}"),
+        storage=Storage(
+            webhdfs_url=f"http://{host}:{port}",
+            hive_metastore_uri=f"thrift://127.0.0.1:{closed}",
+        ),
+    )
+    assert _scrape(PlatformCollector(endpoints(config), timeout=1.0)) == {
+        "hdfs": 0.0,
+        "hive-metastore": 0.0,
+        "kafka": 0.0,
+    }
