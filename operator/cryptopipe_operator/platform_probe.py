@@ -51,7 +51,7 @@ def probe(endpoint: Endpoint, timeout: float) -> bool:
     try:
         if endpoint.kind == "webhdfs":
             url = f"http://{endpoint.host}:{endpoint.port}/webhdfs/v1/?op=GETFILESTATUS"
-            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=timeout) as response:
                 return "FileStatus" in json.loads(response.read())
         with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout):
             return True
