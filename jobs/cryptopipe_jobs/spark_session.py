@@ -21,7 +21,29 @@ class SparkSettings:
     warehouse_dir: str | None = None
     driver_memory: str = "1g"
     shuffle_partitions: int = 2
+    # None: no web UI. A port: the UI there, with Spark's own Prometheus servlet
+    # (/metrics/prometheus and /metrics/executors/prometheus) and the streaming queries' metrics.
+    ui_port: int | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+
+
+PROMETHEUS_SERVLET = "org.apache.spark.metrics.sink.PrometheusServlet"
+PROMETHEUS_PATH = "/metrics/prometheus"
+
+
+def ui_config(app_name: str, port: int) -> dict[str, str]:
+    """The web UI on `port`, serving Spark's metrics to Prometheus under stable names."""
+    return {
+        "spark.ui.enabled": "true",
+        "spark.ui.port": str(port),
+        "spark.ui.prometheus.enabled": "true",
+        "spark.metrics.conf.*.sink.prometheusServlet.class": PROMETHEUS_SERVLET,
+        "spark.metrics.conf.*.sink.prometheusServlet.path": PROMETHEUS_PATH,
+        # The default namespace is the application id, new at each submission: every restart
+        # would start new series.
+        "spark.metrics.namespace": app_name,
+        "spark.sql.streaming.metricsEnabled": "true",
+    }
 
 
 # The DataNode reports a finished block to the NameNode a moment after the client's last write;
@@ -51,6 +73,8 @@ def session_config(settings: SparkSettings) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.enabled": "false",
     }
+    if settings.ui_port is not None:
+        config.update(ui_config(settings.app_name, settings.ui_port))
     if settings.master is not None:
         config["spark.master"] = settings.master
     if settings.master is not None and settings.master.startswith("local"):

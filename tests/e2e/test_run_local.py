@@ -16,7 +16,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -31,6 +30,7 @@ from urllib.parse import urlparse
 import pytest
 from browser_support import ARTIFACTS, chromium, page_text, screenshot
 from kafka import KafkaAdminClient
+from net_support import free_port
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
@@ -48,13 +48,6 @@ REPO = Path(__file__).resolve().parents[2]
 MARK = "CRYPTOPIPE_E2E_RUN"
 FIRST_FORECAST = re.compile(r"first forecast after (\d+) s\. Dashboard: (http://\S+)")
 FRESHNESS = re.compile(r"Data freshness: (fresh|STALE): newest trade")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _marked(token: str) -> dict[int, str]:
@@ -195,7 +188,7 @@ def test_run_local_reaches_a_forecast_on_the_dashboard_and_ctrl_c_leaves_nothing
     symbol = f"BTC{uuid.uuid4().hex[:10].upper()}"  # new topics, checkpoint and partitions
     token = uuid.uuid4().hex
     ARTIFACTS.mkdir(exist_ok=True)
-    dashboard_port = _free_port()
+    dashboard_port = free_port()
     command = _run_local(symbol, tmp_path / "state", dashboard_port)
     began = time.monotonic()
     proc = subprocess.Popen(
@@ -285,7 +278,7 @@ def _run_local(symbol: str, state: Path, dashboard_port: int) -> list[str]:
         "--symbols", symbol,
         "--state", str(state),
         "--dashboard-port", str(dashboard_port),
-        "--metrics-ports", f"{_free_port()},{_free_port()}",
+        "--metrics-ports", f"{free_port()},{free_port()}",
     ]  # fmt: skip
 
 
@@ -351,7 +344,7 @@ def test_a_run_stopped_once_spark_runs_leaves_nothing(
     symbol = f"BTC{uuid.uuid4().hex[:10].upper()}"
     token = uuid.uuid4().hex
     log = tmp_path / "run.log"
-    command = shlex.join(_run_local(symbol, tmp_path / "state", _free_port()))
+    command = shlex.join(_run_local(symbol, tmp_path / "state", free_port()))
     redirected = f"{command} 2>&1 {output.format(log=shlex.quote(str(log)))}"
     proc = subprocess.Popen(
         ["bash", "-c", redirected],
@@ -374,9 +367,9 @@ def test_a_run_stopped_once_spark_runs_leaves_nothing(
 def test_the_dashboard_says_in_words_that_kafka_is_unreachable(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    closed = _free_port()  # nothing listens there
+    closed = free_port()  # nothing listens there
     options = plan.Options(
-        ["BTCUSDT"], live=False, data=None, state=tmp_path, repo=REPO, dashboard_port=_free_port()
+        ["BTCUSDT"], live=False, data=None, state=tmp_path, repo=REPO, dashboard_port=free_port()
     )
     endpoints = plan.Endpoints(f"127.0.0.1:{closed}", "hdfs://unused", "http://unused", "", "")
     stage = plan.dashboard(options, endpoints)

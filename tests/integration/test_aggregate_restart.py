@@ -31,6 +31,7 @@ from aggregate_support import (
     wait_for,
 )
 from fakes.sheets_server import SheetsServer, service_account_file
+from net_support import free_port, scrape
 from pyspark.sql import SparkSession
 
 from cryptopipe_jobs.aggregate.pool import group_key
@@ -177,7 +178,9 @@ def test_sigkill_mid_batch_and_restart_keeps_every_candle_once(
     assert len(table_files()) > files_before_outage, "parquet stalled while Sheets was down"
     assert fs.list_files(f"{base}/_sheets_outbox"), "nothing waited for Sheets"
 
-    second = Driver(args, tmp_path / "driver-2.log")
+    metrics_port, spark_ui_port = free_port(), free_port()
+    served = ["--metrics-port", str(metrics_port), "--spark-ui-port", str(spark_ui_port)]
+    second = Driver([*args, *served], tmp_path / "driver-2.log")
     try:
         wait_for(
             lambda: fs.exists(f"{checkpoint}/commits/{killed_batch}") or not second.alive(),
@@ -209,6 +212,8 @@ def test_sigkill_mid_batch_and_restart_keeps_every_candle_once(
             poll=2,
         )
         assert second.alive(), second.tail()
+        ours = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+        spark_own = scrape(f"http://127.0.0.1:{spark_ui_port}/metrics/prometheus")
         second.process.send_signal(signal.SIGTERM)
         assert second.process.wait(timeout=120) == 0, second.tail()
     finally:
@@ -239,3 +244,17 @@ def test_sigkill_mid_batch_and_restart_keeps_every_candle_once(
         if line.startswith("{") and '"message": "batch"' in line
     ]
     assert batches and all(b["late_trades"] == 0 for b in batches)
+
+    # The second driver's series: ours per query, and Spark's own through its servlet, under
+    # the application's name (not its id, new at every submission).
+    query = f"cryptopipe-aggregate-{group_key(spec)}"
+    assert ours[f'cryptopipe_aggregate_batch_duration_seconds_count{{query="{query}"}}'] > 0
+    assert ours[f'cryptopipe_aggregate_offsets_behind_latest{{query="{query}"}}'] >= 0
+    assert ours[f'cryptopipe_aggregate_last_batch_timestamp_seconds{{query="{query}"}}'] > 0
+    assert "cryptopipe_aggregate_sheets_write_failures_total" in ours
+    spark_names = {key.split("{")[0] for key in spark_own}
+    assert any(n.startswith("metrics_cryptopipe_aggregate_driver_") for n in spark_names), sorted(
+        spark_names
+    )[:20]
+    streaming = [n for n in spark_names if "spark_streaming" in n]
+    assert streaming, sorted(spark_names)[:40]

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
+from net_support import free_port
 from node_support import wait_for
 
 from cryptopipe_testbed import upstream_crds
@@ -80,12 +80,6 @@ def writes_settle(operator: Any) -> bool:
     before = operator.writes()
     time.sleep(3)
     return bool(operator.writes() == before)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Operator:

@@ -3,10 +3,10 @@ served through its real metrics endpoint; a closed port and a stopped-looking Na
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 
 import pytest
+from net_support import free_port
 
 from cryptopipe_operator.config import Kafka, PlatformConfig, Storage
 from cryptopipe_operator.metrics import Metrics, serve
@@ -15,17 +15,10 @@ from cryptopipe_operator.platform_probe import PlatformCollector, endpoints
 pytestmark = pytest.mark.integration
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def _scrape(collector: PlatformCollector) -> dict[str, float]:
     metrics = Metrics()
     metrics.registry.register(collector)
-    port = _closed_port()
+    port = free_port()
     server = serve(port, metrics, lambda: True, lambda: True)
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
@@ -60,7 +53,7 @@ def test_each_platform_service_is_up_when_it_answers(
 
 
 def test_a_service_that_does_not_answer_is_down(kafka_bootstrap: str) -> None:
-    closed = _closed_port()
+    closed = free_port()
     # Kafka's port is open but speaks no HTTP: WebHDFS there is no answer, not an error.
     host, port = kafka_bootstrap.rsplit(":", 1)
     config = PlatformConfig(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ import pandas as pd
 import pytest
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from net_support import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from cryptopipe_jobs.predict.serving import MIN_CALIBRATION_ORIGINS
@@ -124,12 +124,6 @@ class Predictor:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from avro.schema import parse as parse_avro
 from fakes.binance_server import FakeBinance
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka_support import read_topic
+from net_support import free_port
 
 from cryptopipe_jobs.kafka_io import TopicSettings, ensure_topics
 from cryptopipe_jobs.producer import replay
@@ -45,13 +45,6 @@ pytestmark = pytest.mark.integration
 
 def _symbol() -> str:
     return f"T{uuid.uuid4().hex[:8].upper()}USDT"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _spec_file(tmp_path: Path, symbol: str, source: dict[str, Any]) -> Path:
@@ -137,7 +130,7 @@ def test_live_trades_survive_disconnects_withheld_ids_and_a_sigkill(
     tmp_path: Path, kafka_bootstrap: str, producer_factory: Callable[..., ProducerProcess]
 ) -> None:
     symbols = [_symbol(), _symbol()]
-    metrics_port = _free_port()
+    metrics_port = free_port()
     with FakeBinance(symbols, history=5) as exchange:
         specs = [_spec_file(tmp_path, s, {"kind": "binance"}) for s in symbols]
         args = ["--binance-ws-url", exchange.ws_url, "--binance-rest-url", exchange.rest_url]
@@ -389,7 +382,7 @@ def test_with_idle_after_replay_a_finished_replay_keeps_serving_until_sigterm(
     symbol = _symbol()
     traded_klines = _write_binance_klines(tmp_path / "klines.csv", 10)
     spec = _spec_file(tmp_path, symbol, {"kind": "replay", "replay": {"speed": 0}})
-    port = _free_port()
+    port = free_port()
     producer = producer_factory(
         [spec],
         "--data", str(tmp_path / "klines.csv"),

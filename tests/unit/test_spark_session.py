@@ -47,3 +47,12 @@ def test_no_master_leaves_it_to_spark_submit() -> None:
     config = session_config(SparkSettings(app_name="t", master=None))
     assert "spark.master" not in config
     assert "spark.driver.bindAddress" not in config
+
+
+def test_the_ui_is_off_unless_a_port_asks_for_it_with_the_prometheus_servlet() -> None:
+    assert session_config(SparkSettings(app_name="t"))["spark.ui.enabled"] == "false"
+    config = session_config(SparkSettings(app_name="cryptopipe-aggregate", ui_port=4040))
+    assert config["spark.ui.enabled"] == "true" and config["spark.ui.port"] == "4040"
+    assert config["spark.metrics.conf.*.sink.prometheusServlet.path"] == "/metrics/prometheus"
+    # Stable series names across submissions: the app's name, not its id.
+    assert config["spark.metrics.namespace"] == "cryptopipe-aggregate"

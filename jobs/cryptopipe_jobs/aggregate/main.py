@@ -398,6 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--jars", default="", help="comma-separated connector jars")
     parser.add_argument("--metrics-port", type=int, default=0, help="0 turns the endpoint off")
+    parser.add_argument(
+        "--spark-ui-port",
+        type=int,
+        default=0,
+        help="Spark's web UI with its Prometheus servlet (/metrics/prometheus); 0: no UI",
+    )
     parser.add_argument("--max-restarts", type=int, default=3, help="query restarts on failure")
     parser.add_argument(
         "--hive-ddl-dir",
@@ -416,6 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         in_folder = list(read_spec_folder(args.spec_dir).specs) if args.spec_dir else []
         check_specs(specs + in_folder)
         ensure_free(args.metrics_port, "--metrics-port")
+        ensure_free(args.spark_ui_port, "--spark-ui-port")
     except (SpecError, OSError) as error:
         return refuse("cryptopipe-aggregate", error)
     options = AggregateOptions(
@@ -446,6 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             jars=options.jars,
             default_fs=options.hdfs_url,
             hive_metastore_uri=options.metastore_uri,
+            ui_port=args.spark_ui_port or None,
         )
     )
     try:

@@ -16,7 +16,10 @@ from decimal import Decimal
 from typing import Any
 
 from cryptopipe_operator.children.common import (
+    AGGREGATOR_METRICS_PORT,
     CONFIG_HASH,
+    SPARK_METRICS_PATH,
+    SPARK_UI_PORT,
     SPEC_FILE,
     Owner,
     Pipeline,
@@ -26,6 +29,7 @@ from cryptopipe_operator.children.common import (
     metadata,
     pod_security,
     scheduling,
+    scrape_annotations,
     spec_mount,
     spec_volume,
 )
@@ -81,11 +85,26 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
         "--master", "submit",
         # The image carries hive/*.hql: the tables exist before the first batch.
         "--hive-ddl-dir", HIVE_DDL_DIR,
+        *metrics_args(),
+    ]  # fmt: skip
+
+
+def metrics_args() -> list[str]:
+    """Our series on the driver's metrics port; Spark's through its UI's servlet."""
+    return [
+        "--metrics-port", str(AGGREGATOR_METRICS_PORT),
+        "--spark-ui-port", str(SPARK_UI_PORT),
     ]  # fmt: skip
 
 
 def pod_template(owner: Owner, config: PlatformConfig, container: str) -> dict[str, Any]:
-    """What Spark starts each driver or executor pod from: the spec volume, non-root, scheduling."""
+    """What Spark starts each driver or executor pod from: the spec volume, non-root, scheduling;
+    the driver's metrics port by name (a PodMonitor selects it)."""
+    ports = (
+        [{"name": "metrics", "containerPort": AGGREGATOR_METRICS_PORT, "protocol": "TCP"}]
+        if container == DRIVER_CONTAINER
+        else []
+    )
     return {
         "spec": {
             "securityContext": pod_security(),
@@ -95,6 +114,7 @@ def pod_template(owner: Owner, config: PlatformConfig, container: str) -> dict[s
                     "name": container,
                     "volumeMounts": [spec_mount(owner)],
                     "securityContext": container_security(),
+                    **({"ports": ports} if ports else {}),
                 }
             ],
             **scheduling(config),
@@ -159,8 +179,16 @@ def application(
                 "onFailureRetryInterval": 10,
                 "onSubmissionFailureRetryInterval": 20,
             },
+            # The spark-operator's Service in front of the driver's UI: Spark's own series.
+            "sparkUIOptions": {
+                "serviceAnnotations": scrape_annotations(SPARK_UI_PORT, SPARK_METRICS_PATH)
+            },
             "driver": {
                 **pod_common,
+                "annotations": {
+                    CONFIG_HASH: config_hash,
+                    **scrape_annotations(AGGREGATOR_METRICS_PORT),
+                },
                 "serviceAccount": config.spark.service_account,
                 "template": pod_template(owner, config, DRIVER_CONTAINER),
             },

@@ -20,6 +20,10 @@ SPEC_MOUNT = "/etc/cryptopipe"
 SPEC_FILE = f"{SPEC_MOUNT}/pipeline.yaml"
 POOL_SPEC_DIR = f"{SPEC_MOUNT}/pool"  # a pool's members, one file per pipeline
 PRODUCER_METRICS_PORT = 9108
+AGGREGATOR_METRICS_PORT = 9109
+# Spark's web UI in the driver: its Prometheus servlet is at SPARK_METRICS_PATH.
+SPARK_UI_PORT = 4040
+SPARK_METRICS_PATH = "/metrics/prometheus"
 PREDICTOR_METRICS_PORT = 9110
 DASHBOARD_PORT = 8501
 # The shortest name limit among the children: a CronJob's name (52), since its Jobs append 11
@@ -222,6 +226,15 @@ def deployment(
     }
 
 
+def scrape_annotations(port: int, path: str = "/metrics") -> dict[str, str]:
+    """The `prometheus.io` annotations a Prometheus without the Prometheus Operator follows."""
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": path,
+    }
+
+
 def metrics_service(pipeline: Owner, name: str, component: str, port: int) -> dict[str, Any]:
     """A Service in front of a component's container port named `metrics`, annotated for
     Prometheus; the operator reads it through the API server's service proxy."""
@@ -230,11 +243,7 @@ def metrics_service(pipeline: Owner, name: str, component: str, port: int) -> di
         "kind": "Service",
         "metadata": {
             **metadata(pipeline, name, component),
-            "annotations": {
-                "prometheus.io/scrape": "true",
-                "prometheus.io/port": str(port),
-                "prometheus.io/path": "/metrics",
-            },
+            "annotations": scrape_annotations(port),
         },
         "spec": {
             "selector": selector(pipeline, component),

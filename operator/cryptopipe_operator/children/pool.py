@@ -127,6 +127,7 @@ def aggregator_args(pool: Pool, config: PlatformConfig) -> list[str]:
         "--metastore-uri", config.storage.hive_metastore_uri,
         "--master", "submit",
         "--hive-ddl-dir", aggregator.HIVE_DDL_DIR,
+        *aggregator.metrics_args(),
     ]  # fmt: skip
 
 
