@@ -250,7 +250,7 @@ def test_sigkill_mid_batch_and_restart_keeps_every_candle_once(
     query = f"cryptopipe-aggregate-{group_key(spec)}"
     assert ours[f'cryptopipe_aggregate_batch_duration_seconds_count{{query="{query}"}}'] > 0
     assert ours[f'cryptopipe_aggregate_offsets_behind_latest{{query="{query}"}}'] >= 0
-    assert ours[f'cryptopipe_aggregate_last_batch_timestamp_seconds{{query="{query}"}}'] > 0
+    assert ours[f'cryptopipe_aggregate_last_progress_timestamp_seconds{{query="{query}"}}'] > 0
     assert "cryptopipe_aggregate_sheets_write_failures_total" in ours
     spark_names = {key.split("{")[0] for key in spark_own}
     assert any(n.startswith("metrics_cryptopipe_aggregate_driver_") for n in spark_names), sorted(

@@ -310,10 +310,18 @@ def test_predictor_end_to_end_with_hot_reload_and_restart(
                 f"{P}_inference_seconds_count": len(origins),
                 f"{P}_model_reloads_total": 0,
                 f"{P}_last_forecast_timestamp_seconds": origins[-1]["event_time"].timestamp(),
+                # Each one-step forecast is judged once its target closes: all but the newest.
+                f"{P}_realized_forecasts_total": len(origins) - 1,
             }
         )
         serving = {"model": "persistence", "kind": "baseline"}
         assert scraper.value(samples, f"{P}_serving_info", **serving) == 1
+        # Persistence served: its realized errors are persistence's, to the last bit.
+        served_error = scraper.value(samples, f"{P}_realized_abs_error_total", forecaster="served")
+        assert served_error is not None and served_error > 0
+        assert served_error == scraper.value(
+            samples, f"{P}_realized_abs_error_total", forecaster="persistence"
+        )
         assert scraper.get("/readyz")[0] == 200 and scraper.get("/healthz")[0] == 200
 
         # 2. A version promoted while the predictor runs is served from the next candle on.
@@ -347,6 +355,7 @@ def test_predictor_end_to_end_with_hot_reload_and_restart(
                 f"{P}_inference_seconds_count": len(origins) + len(second),
                 f"{P}_model_reloads_total": 1,
                 f"{P}_last_forecast_timestamp_seconds": second[-1]["event_time"].timestamp(),
+                f"{P}_realized_forecasts_total": len(origins) + len(second) - 1,
             }
         )
         serving = {"model": label, "kind": "model"}

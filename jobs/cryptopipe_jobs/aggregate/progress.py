@@ -99,9 +99,9 @@ class AggregateMetrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
-        self.last_batch = Gauge(
-            f"{prefix}_last_batch_timestamp_seconds",
-            "When the newest micro-batch ended (Unix time).",
+        self.last_progress = Gauge(
+            f"{prefix}_last_progress_timestamp_seconds",
+            "When the query last reported a batch or its idleness (Unix time): it runs.",
             by_query,
             registry=self.registry,
         )
@@ -127,12 +127,15 @@ class AggregateMetrics:
         self.sheets_failures.inc(stats.failures - self._sheets_failures_seen)
         self._sheets_failures_seen = stats.failures
 
+    def idle(self, query: str) -> None:
+        self.last_progress.labels(query).set_to_current_time()
+
     def record(self, batch: BatchFigures) -> None:
         self.records.labels(batch.query).inc(batch.records)
         self.invalid.labels(batch.query).inc(batch.invalid)
         self.late.labels(batch.query).inc(batch.late_trades)
         self.batch_duration.labels(batch.query).observe(batch.duration_ms / 1000)
-        self.last_batch.labels(batch.query).set_to_current_time()
+        self.last_progress.labels(batch.query).set_to_current_time()
         if batch.offsets_behind is not None:
             self.offsets_behind.labels(batch.query).set(batch.offsets_behind)
 
@@ -141,9 +144,13 @@ class ProgressListener(StreamingQueryListener):
     def __init__(self, metrics: AggregateMetrics) -> None:
         self._metrics = metrics
         self.batches: deque[BatchFigures] = deque(maxlen=1000)
+        # An idle event carries the query's id only; its name comes from the start event.
+        self._names: dict[str, str] = {}
 
     def onQueryStarted(self, event: Any) -> None:
-        log.info("query started", extra={"query_id": str(event.id)})
+        self._names[str(event.id)] = event.name or str(event.id)
+        self._metrics.idle(self._names[str(event.id)])
+        log.info("query started", extra={"query_id": str(event.id), "query": event.name})
 
     def onQueryProgress(self, event: Any) -> None:
         batch = figures(event.progress)
@@ -164,7 +171,7 @@ class ProgressListener(StreamingQueryListener):
         )
 
     def onQueryIdle(self, event: Any) -> None:
-        pass
+        self._metrics.idle(self._names.get(str(event.id), str(event.id)))
 
     def onQueryTerminated(self, event: Any) -> None:
         log.info("query terminated", extra={"exception": event.exception})

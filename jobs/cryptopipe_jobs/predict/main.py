@@ -39,6 +39,7 @@ from cryptopipe_jobs.predict.hdfs_sink import HdfsForecastSink
 from cryptopipe_jobs.predict.history import Added, CandleHistory
 from cryptopipe_jobs.predict.members import Member, read_members, static_members
 from cryptopipe_jobs.predict.metrics import PredictorMetrics
+from cryptopipe_jobs.predict.realized import PendingForecasts
 from cryptopipe_jobs.predict.records import forecast_records
 from cryptopipe_jobs.predict.serving import Served, forecast_latest, load
 from cryptopipe_jobs.storage.hdfs_storage import webhdfs_client
@@ -161,6 +162,7 @@ class Forecaster:
         self.history = CandleHistory(member.symbol, pd.Timedelta(self.step), options.history)
         self.served = refresh(registry, None, model, member.symbol, metrics.registry_read_failed)
         metrics.serving(self.served.label, self.served.choice.kind, reload=False)
+        self.pending = PendingForecasts()
         self._quality_of = ""  # the newest version the streak was counted at ("-": none yet)
         self._track_quality()
         self.history.capacity = max(options.history, self.served.min_history())
@@ -203,6 +205,9 @@ class Forecaster:
             if added in (Added.DUPLICATE, Added.NOT_FINAL, Added.OTHER_STREAM):
                 log.debug("candle skipped: %s", added.value)
             return []
+        realized = self.pending.realize(record["window_end"], float(record["close"]))
+        if realized is not None:
+            self.metrics.realized(realized.served, realized.persistence)
         served = self.served
         began = time.perf_counter()
         result = forecast_latest(served, self.history.contiguous_frame())
@@ -217,7 +222,7 @@ class Forecaster:
             )
             return []
         self.metrics.inference(time.perf_counter() - began)
-        return forecast_records(
+        records = forecast_records(
             result,
             symbol=self.member.symbol,
             interval=self.interval_name,
@@ -228,6 +233,9 @@ class Forecaster:
             event_time=record["event_time"],
             now=dt.datetime.now(dt.UTC),
         )
+        first = records[0]
+        self.pending.expect(first["target_time"], first["point"], float(record["close"]))
+        return records
 
 
 @dataclass

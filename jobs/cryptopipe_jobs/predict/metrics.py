@@ -75,6 +75,19 @@ class PredictorMetrics:
             ["symbol"],
             registry=self.registry,
         )
+        self._realized = Counter(
+            f"{PREFIX}_realized_abs_error",
+            "Absolute one-step errors once the target candle closed: the served forecasts' "
+            "and persistence's (their ratio over a window is the realized MASE).",
+            ["symbol", "forecaster"],
+            registry=self.registry,
+        )
+        self._realized_count = Counter(
+            f"{PREFIX}_realized_forecasts",
+            "One-step forecasts whose target candle closed.",
+            ["symbol"],
+            registry=self.registry,
+        )
         self._serving = Info(
             f"{PREFIX}_serving",
             "What serves the forecasts: a model version or a baseline.",
@@ -114,6 +127,11 @@ class PredictorMetrics:
     def forecasts_emitted(self, count: int, event_time: float) -> None:
         self._forecasts.labels(self.symbol).inc(count)
         self._last_forecast.labels(self.symbol).set(event_time)
+
+    def realized(self, served_error: float, persistence_error: float) -> None:
+        self._realized.labels(self.symbol, "served").inc(served_error)
+        self._realized.labels(self.symbol, "persistence").inc(persistence_error)
+        self._realized_count.labels(self.symbol).inc()
 
     def registry_read_failed(self) -> None:
         self._registry_failures.labels(self.symbol).inc()
