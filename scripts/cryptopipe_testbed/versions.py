@@ -34,3 +34,8 @@ APICURIO_REGISTRY = "3.3.3"
 SPARK_OPERATOR = "v2.5.0"
 # kind: the newest whose default Kubernetes (1.34) runs on a cgroup v1 host (0.33 defaults to 1.37).
 KIND = "v0.30.0"
+# Prometheus 3.16.0 (its Go module numbers v3.x as v0.3xx) for promtool and the server that
+# scrapes the test bed's pods; the Prometheus Operator's CRDs (PodMonitor, PrometheusRule) from
+# its Go module's example/prometheus-operator-crd (v0.95 is not on the proxy here).
+PROMETHEUS = "v0.316.0"
+PROMETHEUS_OPERATOR = "v0.94.0"

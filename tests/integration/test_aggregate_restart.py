@@ -31,6 +31,7 @@ from aggregate_support import (
     wait_for,
 )
 from fakes.sheets_server import SheetsServer, service_account_file
+from monitoring_support import dashboard_queries, series_names
 from net_support import free_port, scrape
 from pyspark.sql import SparkSession
 
@@ -258,3 +259,6 @@ def test_sigkill_mid_batch_and_restart_keeps_every_candle_once(
     )[:20]
     streaming = [n for n in spark_names if "spark_streaming" in n]
     assert streaming, sorted(spark_names)[:40]
+    # What the chart's Grafana dashboard reads from Spark is what a real driver serves.
+    wanted = {n for n in series_names(dashboard_queries()) if n.startswith("metrics_")}
+    assert wanted and wanted <= spark_names, sorted(wanted - spark_names)

@@ -20,7 +20,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptopipe_testbed import kube_build, kube_pki, kubeconform, paths, process, versions
+from cryptopipe_testbed import (
+    kube_build,
+    kube_pki,
+    kubeconform,
+    paths,
+    process,
+    prometheus,
+    versions,
+)
 from cryptopipe_testbed.components.base import Component, Health
 
 HOST = "127.0.0.1"
@@ -189,6 +197,7 @@ class Kubernetes(Component):
     def install(self) -> None:
         kube_build.build_all()
         kubeconform.install()
+        prometheus.install()  # promtool for the alert rules' tests, the server for scraping
         self._link_binaries()
 
     def _link_binaries(self) -> None:
