@@ -32,7 +32,9 @@ from avro.io import BinaryDecoder, DatumReader
 from avro.schema import parse as parse_avro
 from browser_support import chromium, page_text, screenshot
 from kafka_support import read_topic
+from monitoring_support import dashboard_queries, series_names
 from node_support import get, helm, http_get, is_ready, kubectl, metric, port_forward, wait_for
+from prometheus_support import annotated_endpoints_job, running_prometheus
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -514,6 +516,130 @@ def test_replay_pipeline_producer_and_dashboard_pods_then_collected(
     wait_for("children and pods collected", collected, 120)
     sandboxes = node.crictl("pods", "--namespace", ns, "--state=ready", "--quiet").stdout.split()
     assert sandboxes == [], "a pod sandbox of the pipeline still runs on the node"
+
+
+# The stale-data alert with test-sized thresholds (the chart's defaults are promtool-tested).
+STALE_SECONDS = 10
+STALE_FOR_SECONDS = 4
+
+
+def synthetic_pipeline(symbol: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "cryptopipe.io/v1alpha1",
+        "kind": "CryptoPipeline",
+        "metadata": {"name": "synth"},
+        "spec": {
+            "symbol": symbol,
+            "source": {"kind": "synthetic", "synthetic": {"rate": 20, "seed": 7}},
+            "intervals": ["1h"],
+            "watermark": "2m",
+            "dashboard": {"enabled": False},
+            "resources": {
+                "producer": {"cpu": "100m", "memory": "256Mi"},
+                "predictor": {"cpu": "50m", "memory": "256Mi"},
+                "trainer": {"cpu": "50m", "memory": "512Mi"},
+            },
+        },
+    }
+
+
+def chart_alert_rules(release: Release) -> str:
+    """The chart's rules as a plain Prometheus loads them (its alerts ConfigMap)."""
+    rendered = release.helm(
+        "template", RELEASE, str(CHART),
+        "--show-only", "templates/monitoring.yaml",
+        "--set", f"monitoring.rules.staleDataSeconds={STALE_SECONDS}",
+        "--set", f"monitoring.rules.staleDataFor={STALE_FOR_SECONDS}s",
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    (alerts,) = [
+        d for d in yaml.safe_load_all(rendered.stdout) if d and d["kind"] == "ConfigMap"
+        and "alerts.yaml" in d["data"]
+    ]  # fmt: skip
+    text: str = alerts["data"]["alerts.yaml"]
+    return text
+
+
+def test_a_real_prometheus_scrapes_the_pods_and_pages_while_the_producer_is_stopped(
+    release: Release, tmp_path: Path
+) -> None:
+    ns = release.pipelines
+    symbol = f"S{uuid.uuid4().hex[:8].upper()}USDT"
+    rules = chart_alert_rules(release)
+    job = annotated_endpoints_job(kube.admin_kubeconfig(), [ns, release.namespace])
+    with running_prometheus(tmp_path / "prometheus", [job], rules) as prom:
+        kubectl(
+            "apply", f"--namespace={ns}", "-f", "-", stdin=json.dumps(synthetic_pipeline(symbol))
+        )
+        mine = f'namespace="{ns}",symbol="{symbol}"'
+        published = f"cryptopipe_producer_messages_out_total{{{mine}}}"
+        wait_for(
+            "the producer pod's series in Prometheus",
+            lambda: [r for r in prom.query(published) if float(r["value"][1]) > 0],
+            150,
+        )
+        # Discovered by its Service's prometheus.io annotations, scraped at the pod's own IP.
+        (series,) = prom.series(published)
+        (producer_pod,) = component_pods(ns, "producer")
+        assert series["pod"] == producer_pod["metadata"]["name"]
+        wait_for("the operator's series", lambda: prom.query("cryptopipe_operator_leader == 1"))
+        # Every producer, operator and probe series the dashboard and the rules read is there.
+        expressions = [
+            rule["expr"] for group in yaml.safe_load(rules)["groups"] for rule in group["rules"]
+        ]
+        used = series_names(expressions + dashboard_queries())
+        here = {n for n in used if n.startswith(("cryptopipe_producer_", "cryptopipe_operator_"))}
+        here.add("cryptopipe_platform_up")
+
+        def absent() -> list[str]:
+            return [name for name in sorted(here) if not prom.series(name)]
+
+        try:
+            wait_for("every producer and operator series", lambda: not absent(), 60)
+        except AssertionError:
+            pytest.fail(f"exported by nobody scraped here: {absent()}")
+
+        # The producer stopped (the pipeline suspended: its Deployment scaled to zero): the
+        # stale-data alert fires once the newest publish is older than the threshold for `for`.
+        assert not [
+            a for a in prom.firing("CryptopipeDataStale") if a["labels"]["symbol"] == symbol
+        ]
+        patch = {"spec": {"suspend": True}}
+        kubectl(
+            "patch", "cpl", "synth", f"--namespace={ns}", "--type=merge", "-p", json.dumps(patch)
+        )
+        wait_for("the producer pod gone", lambda: not component_pods(ns, "producer"), 90)
+        stopped = time.monotonic()
+
+        def stale() -> list[dict[str, Any]]:
+            return [
+                a for a in prom.firing("CryptopipeDataStale") if a["labels"]["symbol"] == symbol
+            ]
+
+        (alert,) = wait_for("CryptopipeDataStale firing", stale, 90)
+        fired_after = time.monotonic() - stopped
+        print(f"producer stopped -> CryptopipeDataStale firing: {fired_after:.1f}s")
+        # Threshold plus `for`, plus a scrape and two evaluations (2 s each) of slack.
+        assert fired_after <= STALE_SECONDS + STALE_FOR_SECONDS + 10, fired_after
+        assert alert["labels"]["namespace"] == ns and alert["labels"]["severity"] == "page"
+
+        # Back: the producer publishes again and the alert resolves.
+        before = float(
+            prom.query(f"sum(cryptopipe_producer_messages_out_total{{{mine}}})")[0]["value"][1]
+        )
+        patch = {"spec": {"suspend": False}}
+        kubectl(
+            "patch", "cpl", "synth", f"--namespace={ns}", "--type=merge", "-p", json.dumps(patch)
+        )
+        back = time.monotonic()
+        wait_for("CryptopipeDataStale resolved", lambda: not stale(), 150)
+        print(f"producer resumed -> CryptopipeDataStale resolved: {time.monotonic() - back:.1f}s")
+        assert component_pods(ns, "producer"), "resolved without a producer"
+        latest = prom.query(f"max(cryptopipe_producer_last_publish_timestamp_seconds{{{mine}}})")
+        assert time.time() - float(latest[0]["value"][1]) < STALE_SECONDS
+        assert before > 0
+    kubectl("delete", "cpl", "synth", f"--namespace={ns}", "--wait=true", "--timeout=60s")
+    wait_for("synth's pods collected", lambda: not get("pods", f"--namespace={ns}")["items"], 120)
 
 
 def test_helm_uninstall_leaves_only_the_lease_and_the_crd_behind(release: Release) -> None:

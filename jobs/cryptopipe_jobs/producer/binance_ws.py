@@ -133,6 +133,9 @@ _CATEGORIES = (
 )
 
 
+DEAD_LETTER_CATEGORIES = (*(label for _, label in _CATEGORIES), "other")
+
+
 def reason_category(reason: str) -> str:
     return next((label for phrase, label in _CATEGORIES if phrase in reason), "other")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from cryptopipe_jobs.producer.binance_ws import DEAD_LETTER_CATEGORIES
+
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
@@ -30,6 +32,9 @@ class ProducerMetrics:
             ["reason"],
             registry=self.registry,
         )
+        # Zero from the start: a rate alert on dead letters needs the series before the first one.
+        for category in DEAD_LETTER_CATEGORIES:
+            self.dead_letters.labels(category)
         self.reconnects = Counter(
             f"{prefix}_reconnects", "Exchange reconnections.", registry=self.registry
         )
