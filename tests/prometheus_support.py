@@ -76,9 +76,9 @@ class Prometheus:
         result: list[dict[str, Any]] = self._get("/api/v1/query", query=expr)["result"]
         return result
 
-    def series(self, match: str) -> list[dict[str, str]]:
-        found: list[dict[str, str]] = self._get("/api/v1/series", **{"match[]": match})
-        return found
+    def series(self, selector: str) -> list[dict[str, str]]:
+        """The label sets of the series `selector` matches now (a sample in the last 5 m)."""
+        return [result["metric"] for result in self.query(selector)]
 
     def firing(self, alertname: str) -> list[dict[str, Any]]:
         alerts = self._get("/api/v1/alerts")["alerts"]

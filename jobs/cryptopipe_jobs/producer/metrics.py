@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from cryptopipe_jobs.producer.binance_ws import DEAD_LETTER_CATEGORIES
+from cryptopipe_schemas.records import TradeRecord
 
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
@@ -77,6 +78,15 @@ class ProducerMetrics:
             ["symbol"],
             registry=self.registry,
         )
+
+    def trade_in(self, symbol: str, record: TradeRecord, live: bool) -> None:
+        """A trade from a replay or the synthetic source; `live`: its event time is now-ish (the
+        synthetic walk), so its lag to ingestion means something."""
+        self.messages_in.labels(symbol).inc()
+        self.last_event.labels(symbol).set(record["event_time"].timestamp())
+        if live:
+            lag = record["ingest_time"] - record["event_time"]
+            self.event_lag.labels(symbol).observe(max(0.0, lag.total_seconds()))
 
     def sent(self, label: str, seconds: float) -> None:
         self.messages_out.labels(label).inc()
