@@ -341,28 +341,41 @@ def children(namespace: str) -> dict[tuple[str, str], dict[str, Any]]:
     }
 
 
-def replay_pipeline(symbol: str) -> dict[str, Any]:
+# Small requests: the real node has 2 cores for everything the module runs.
+SMALL_RESOURCES = {
+    "producer": {"cpu": "100m", "memory": "256Mi"},
+    "predictor": {"cpu": "50m", "memory": "256Mi"},
+    "trainer": {"cpu": "50m", "memory": "512Mi"},
+    "dashboard": {"cpu": "100m", "memory": "384Mi"},
+}
+
+
+def pipeline_manifest(
+    name: str, symbol: str, source: dict[str, Any], dashboard: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "apiVersion": "cryptopipe.io/v1alpha1",
         "kind": "CryptoPipeline",
-        "metadata": {"name": PIPELINE},
+        "metadata": {"name": name},
         "spec": {
             "symbol": symbol,
-            "source": {
-                "kind": "replay",
-                "replay": {"data": "embedded", "speed": REPLAY_SPEED, "shiftToNow": True},
-            },
+            "source": source,
             "intervals": ["1h"],
             "watermark": "2m",
-            "dashboard": {"enabled": True, "host": "replay.cryptopipe.local"},
-            "resources": {
-                "producer": {"cpu": "100m", "memory": "256Mi"},
-                "predictor": {"cpu": "50m", "memory": "256Mi"},
-                "trainer": {"cpu": "50m", "memory": "512Mi"},
-                "dashboard": {"cpu": "100m", "memory": "384Mi"},
-            },
+            "dashboard": dashboard,
+            "resources": SMALL_RESOURCES,
         },
     }
+
+
+def replay_pipeline(symbol: str) -> dict[str, Any]:
+    replay_source = {"data": "embedded", "speed": REPLAY_SPEED, "shiftToNow": True}
+    return pipeline_manifest(
+        PIPELINE,
+        symbol,
+        {"kind": "replay", "replay": replay_source},
+        {"enabled": True, "host": "replay.cryptopipe.local"},
+    )
 
 
 def trade_ids(values: list[bytes]) -> list[int]:
@@ -527,23 +540,8 @@ SYNTH = "synth"
 
 
 def synthetic_pipeline(symbol: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "cryptopipe.io/v1alpha1",
-        "kind": "CryptoPipeline",
-        "metadata": {"name": SYNTH},
-        "spec": {
-            "symbol": symbol,
-            "source": {"kind": "synthetic", "synthetic": {"rate": 20, "seed": 7}},
-            "intervals": ["1h"],
-            "watermark": "2m",
-            "dashboard": {"enabled": False},
-            "resources": {
-                "producer": {"cpu": "100m", "memory": "256Mi"},
-                "predictor": {"cpu": "50m", "memory": "256Mi"},
-                "trainer": {"cpu": "50m", "memory": "512Mi"},
-            },
-        },
-    }
+    synthetic = {"kind": "synthetic", "synthetic": {"rate": 20, "seed": 7}}
+    return pipeline_manifest(SYNTH, symbol, synthetic, {"enabled": False})
 
 
 def chart_alert_rules(release: Release) -> str:
