@@ -3,10 +3,8 @@ served through its real metrics endpoint; a closed port and a stopped-looking Na
 
 from __future__ import annotations
 
-import urllib.request
-
 import pytest
-from net_support import free_port
+from net_support import free_port, scrape
 
 from cryptopipe_operator.config import Kafka, PlatformConfig, Storage
 from cryptopipe_operator.metrics import Metrics, serve
@@ -16,22 +14,20 @@ pytestmark = pytest.mark.integration
 
 
 def _scrape(collector: PlatformCollector) -> dict[str, float]:
+    """`cryptopipe_platform_up` by service, from the operator's real metrics endpoint."""
     metrics = Metrics()
     metrics.registry.register(collector)
     port = free_port()
     server = serve(port, metrics, lambda: True, lambda: True)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-            text = answer.read().decode()
+        samples = scrape(f"http://127.0.0.1:{port}/metrics")
     finally:
         server.shutdown()
         server.server_close()
-    found: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("cryptopipe_platform_up{"):
-            labels, value = line.rsplit(" ", 1)
-            found[labels.split('service="')[1].split('"')[0]] = float(value)
-    return found
+    prefix = 'cryptopipe_platform_up{service="'
+    return {
+        key[len(prefix) : -2]: value for key, value in samples.items() if key.startswith(prefix)
+    }
 
 
 def test_each_platform_service_is_up_when_it_answers(

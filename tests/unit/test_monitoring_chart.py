@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from chart_support import OPERATOR_CHART, render_docs
 from monitoring_support import ROOT, dashboard, dashboard_queries, series_names
 from prometheus_client import CollectorRegistry
 
@@ -29,7 +30,6 @@ from cryptopipe_testbed import kubeconform, prometheus
 from cryptopipe_testbed.components.kube import Kubernetes, helm_path
 
 pytestmark = pytest.mark.unit
-CHART = ROOT / "charts" / "cryptopipe-operator"
 RULE_TESTS = ROOT / "tests" / "alerts" / "cryptopipe.test.yaml"
 WITH_CRDS = (
     "--api-versions",
@@ -46,15 +46,7 @@ def tools() -> tuple[str, str]:
 
 
 def render(helm: str, *args: str) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        [helm, "template", "rel", str(CHART), "--namespace", "ops", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    return render_docs(helm, *args, chart=OPERATOR_CHART)
 
 
 def named(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:

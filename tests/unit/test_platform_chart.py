@@ -10,21 +10,19 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from chart_support import OPERATOR_CHART, PLATFORM_CHART, render_docs, render_text, run_helm
 
 from cryptopipe_testbed import kubeconform, upstream_crds
 from cryptopipe_testbed.components.kube import Kubernetes, helm_path
 
 pytestmark = pytest.mark.unit
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "cryptopipe-platform"
-OPERATOR_CHART = ROOT / "charts" / "cryptopipe-operator"
+CHART = PLATFORM_CHART
 VALUES_FILES = ["values.yaml", "values-kind.yaml", "values-minikube.yaml"]
 EXTERNAL = [
     "--set",
@@ -45,19 +43,8 @@ def helm() -> str:
     return str(helm_path())
 
 
-def run_helm(helm: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([helm, *args], capture_output=True, text=True, timeout=120, check=False)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-def render_text(helm: str, *args: str, chart: Path = CHART) -> str:
-    return run_helm(helm, "template", "rel", str(chart), "--namespace", "team", *args).stdout
-
-
 def render(helm: str, *args: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(render_text(helm, *args)) if doc]
+    return render_docs(helm, *args, chart=CHART)
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

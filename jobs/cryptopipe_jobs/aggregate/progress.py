@@ -148,8 +148,8 @@ class ProgressListener(StreamingQueryListener):
         self._names: dict[str, str] = {}
 
     def onQueryStarted(self, event: Any) -> None:
-        self._names[str(event.id)] = event.name or str(event.id)
-        self._metrics.idle(self._names[str(event.id)])
+        query = self._names[str(event.id)] = event.name or str(event.id)
+        self._metrics.idle(query)
         log.info("query started", extra={"query_id": str(event.id), "query": event.name})
 
     def onQueryProgress(self, event: Any) -> None:

@@ -145,9 +145,10 @@ def application(
     config: PlatformConfig,
 ) -> dict[str, Any]:
     """The SparkApplication of one pipeline's or one pool's aggregation."""
+    pod_annotations = {CONFIG_HASH: config_hash}
     pod_common = {
         "labels": labels(owner, COMPONENT),
-        "annotations": {CONFIG_HASH: config_hash},
+        "annotations": pod_annotations,
         "memory": spark_memory(requests.memory),
         "cores": spark_cores(requests.cpu),
         "coreRequest": requests.cpu,
@@ -186,7 +187,7 @@ def application(
             "driver": {
                 **pod_common,
                 "annotations": {
-                    CONFIG_HASH: config_hash,
+                    **pod_annotations,
                     **scrape_annotations(AGGREGATOR_METRICS_PORT),
                 },
                 "serviceAccount": config.spark.service_account,
