@@ -17,6 +17,8 @@ from cryptopipe_schemas.flags import entry_parser
 @dataclass(frozen=True)
 class DashboardConfig:
     kafka_bootstrap: str = "kafka-kafka-bootstrap:9092"
+    # A Confluent-compatible registry whose ids the topics carry; None: our derived ids.
+    schema_registry_url: str | None = None
     symbols: tuple[str, ...] = ("BTCUSDT",)
     # Symbols whose trades are a random walk (source kind synthetic): never shown as market data.
     synthetic_symbols: tuple[str, ...] = ()
@@ -60,6 +62,7 @@ def from_mapping(data: dict[str, Any], base: DashboardConfig | None = None) -> D
 _DEFAULTS = DashboardConfig()
 FLAG_HELP = {
     "kafka_bootstrap": f"Kafka bootstrap servers (default: {_DEFAULTS.kafka_bootstrap})",
+    "schema_registry_url": "Confluent-compatible schema registry the topics' ids come from",
     "symbols": f"comma-separated symbols (default: {','.join(_DEFAULTS.symbols)})",
     "intervals": f"comma-separated candle intervals (default: {','.join(_DEFAULTS.intervals)})",
     "synthetic_symbols": "comma-separated symbols whose trades are synthetic (labelled so)",

@@ -29,18 +29,24 @@ def _ttl(config: DashboardConfig) -> float:
 
 
 @st.cache_data(ttl=2, show_spinner=False)
-def cached_candles(bootstrap: str, symbol: str, interval: str, limit: int) -> Read[pd.DataFrame]:
-    return kafka_reader.read_candles(bootstrap, symbol, interval, limit)
+def cached_candles(
+    bootstrap: str, symbol: str, interval: str, limit: int, registry_url: str | None
+) -> Read[pd.DataFrame]:
+    return kafka_reader.read_candles(bootstrap, symbol, interval, limit, registry_url)
 
 
 @st.cache_data(ttl=2, show_spinner=False)
-def cached_forecasts(bootstrap: str, symbol: str, limit: int) -> Read[pd.DataFrame]:
-    return kafka_reader.read_forecasts(bootstrap, symbol, limit)
+def cached_forecasts(
+    bootstrap: str, symbol: str, limit: int, registry_url: str | None
+) -> Read[pd.DataFrame]:
+    return kafka_reader.read_forecasts(bootstrap, symbol, limit, registry_url)
 
 
 @st.cache_data(ttl=2, show_spinner=False)
-def cached_newest_trade(bootstrap: str, symbol: str) -> Read[dt.datetime | None]:
-    return kafka_reader.read_newest_trade_time(bootstrap, symbol)
+def cached_newest_trade(
+    bootstrap: str, symbol: str, registry_url: str | None
+) -> Read[dt.datetime | None]:
+    return kafka_reader.read_newest_trade_time(bootstrap, symbol, registry_url)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -75,8 +81,11 @@ def market_page(config: DashboardConfig) -> None:
 
     @st.fragment(run_every=_ttl(config))
     def live() -> None:
-        candles = cached_candles(config.kafka_bootstrap, symbol, interval, config.candle_limit)
-        forecasts = cached_forecasts(config.kafka_bootstrap, symbol, 20 * 50)
+        registry_url = config.schema_registry_url
+        candles = cached_candles(
+            config.kafka_bootstrap, symbol, interval, config.candle_limit, registry_url
+        )
+        forecasts = cached_forecasts(config.kafka_bootstrap, symbol, 20 * 50, registry_url)
         if say_problem(candles) or candles.value is None:
             return
         if candles.value.empty:
@@ -132,7 +141,7 @@ def market_page(config: DashboardConfig) -> None:
 
 
 def freshness(config: DashboardConfig, symbol: str) -> str:
-    newest = cached_newest_trade(config.kafka_bootstrap, symbol)
+    newest = cached_newest_trade(config.kafka_bootstrap, symbol, config.schema_registry_url)
     if newest.problem is not None:
         return f"unknown ({newest.problem.message})"
     if newest.value is None:

@@ -43,6 +43,7 @@ import pytest
 import yaml
 from aggregate_support import TradeStream, mismatches, reference
 from browser_support import ARTIFACTS, chromium, page_text, screenshot
+from confluent_support import confluent_records
 from kafka_support import end_offset, read_topic
 from kind_support import differences, host_state
 from node_support import against, get, helm, is_ready, kubeconfig, kubectl, port_forward, wait_for
@@ -57,6 +58,7 @@ from cryptopipe_operator.children.common import POOL_LABEL
 from cryptopipe_operator.status import READY_REQUIRES
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.codec import decode
+from cryptopipe_schemas.registry import ResolvingIds, resolve
 from cryptopipe_testbed import kind_cluster, versions
 from cryptopipe_testbed.components import kube
 from testbed_plugin import TestbedSession
@@ -149,6 +151,7 @@ class Stack:
     platform: Platform
     symbol: str
     kafka: str  # the test bed's broker, from this machine
+    registry: str  # the test bed's schema registry (Apicurio), from this machine
     host_before: dict[str, Any]
     timings: dict[str, float]
 
@@ -210,7 +213,7 @@ def stack(
     request: pytest.FixtureRequest,
 ) -> Iterator[Stack]:
     # The test bed's broker, which kind's pods reach through the address of its pod listener.
-    env = testbed.ensure("kafka", "kube", "node", "images")
+    env = testbed.ensure("kafka", "kube", "node", "images", "registry")
     host_kafka = env["CRYPTOPIPE_KAFKA_BOOTSTRAP"]
     if CLUSTER in kind_cluster.clusters():  # left by an interrupted run: start from none
         kind_cluster.delete(CLUSTER)
@@ -221,8 +224,10 @@ def stack(
     failed_before = request.session.testsfailed
     try:
         timings["scripts/cluster up"] = cluster(
-            "up", "--kafka-bootstrap", env["CRYPTOPIPE_KAFKA_POD_BOOTSTRAP"]
-        )
+            "up",
+            "--kafka-bootstrap", env["CRYPTOPIPE_KAFKA_POD_BOOTSTRAP"],
+            "--schema-registry-url", env["CRYPTOPIPE_SCHEMA_REGISTRY_POD_URL"],
+        )  # fmt: skip
         with against(kind_cluster.kubeconfig_path(CLUSTER)):
             began = time.monotonic()
             tune_operator(home)
@@ -230,9 +235,9 @@ def stack(
             platform = Platform(NAMESPACE, home, home / "unused", 0.0, release=PLATFORM_RELEASE)
             suffix = uuid.uuid4().hex[:6]
             try:
-                yield Stack(
-                    NAMESPACE, platform, f"E{suffix.upper()}USDT", host_kafka, before, timings
-                )
+                registry = env["CRYPTOPIPE_SCHEMA_REGISTRY_URL"]
+                symbol = f"E{suffix.upper()}USDT"
+                yield Stack(NAMESPACE, platform, symbol, host_kafka, registry, before, timings)
             finally:
                 if request.session.testsfailed > failed_before:
                     keep_logs(NAMESPACE, ARTIFACTS / f"cluster-pipeline-{suffix}")
@@ -379,6 +384,18 @@ def test_apply_to_candles_model_forecasts_and_dashboard_then_delete(
     assert not left, f"the host changed: {left}"
 
 
+def registry_records(stack: Stack, topic: str) -> list[dict[str, Any]]:
+    """A topic's records as our readers decode them (ids from the registry the pods registered
+    our schemas in), checked against Confluent's own deserializer and registry client."""
+    values = read_topic(stack.kafka, topic)
+    ids = ResolvingIds(stack.registry)
+    framed = {int.from_bytes(value[1:5], "big") for value in values}
+    assert all(resolve(stack.registry, found) for found in framed), framed  # registry ids only
+    ours = [decode(value, ids=ids).record for value in values]
+    assert confluent_records(stack.kafka, topic, stack.registry, len(ours)) == ours, topic
+    return ours
+
+
 def run_pipeline(
     stack: Stack, tmp_path: Path, metastore: str, thrift_port: int, resolve: Resolve
 ) -> None:
@@ -484,7 +501,7 @@ def run_pipeline(
     published_trades.close()
 
     # Candles equal an independent computation over the trades that are in the topic.
-    trades = [decode(value).record for value in read_topic(host_kafka, trades_topic)]
+    trades = registry_records(stack, trades_topic)
     assert len(trades) == total
     expected = reference(TradeStream([trades], garbage=0), [INTERVAL], WATERMARK).candles
     wait_for(
@@ -519,7 +536,9 @@ def run_pipeline(
     # Forecasts: the predictor names what made each; they follow the newest closed window.
     wait_for("a forecast", lambda: end_offset(host_kafka, forecasts_topic) > 0, 600)
     mark("a forecast (seen by the test)")
-    forecasts = [decode(value).record for value in read_topic(host_kafka, forecasts_topic)]
+    forecasts = registry_records(stack, forecasts_topic)
+    candles_topic = topics.candles(INTERVAL, symbol)
+    assert len(registry_records(stack, candles_topic)) >= len(expected)  # finals, and updates
     newest = max(c["window_end"] for c in expected.to_dict("records"))
     made = max(f["made_at"] for f in forecasts)
     assert made == newest, (made, newest)  # from the newest closed window

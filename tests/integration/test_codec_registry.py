@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from net_support import free_port
 
 from cryptopipe_schemas.avro_schemas import SchemaName, schema_id
-from cryptopipe_schemas.codec import decode, encode
-from cryptopipe_schemas.registry import SchemaIds, register_all, resolve
+from cryptopipe_schemas.codec import DecodeError, decode, encode
+from cryptopipe_schemas.registry import (
+    RegistryError,
+    ResolvingIds,
+    SchemaIds,
+    register_all,
+    registered_ids,
+    resolve,
+)
 from testbed_plugin import TestbedSession
 
 pytestmark = pytest.mark.integration
@@ -48,3 +57,49 @@ def test_derived_ids_need_no_registry() -> None:
     derived = SchemaIds.derived()
     assert derived.of(SchemaName.TRADE) == schema_id(SchemaName.TRADE)
     assert decode(encode(SchemaName.TRADE, TRADE)).record == TRADE
+
+
+def test_a_reader_resolves_registry_ids_it_never_registered(registry_url: str) -> None:
+    ids = register_all(registry_url)
+    reader = ResolvingIds(registry_url)
+    payload = encode(SchemaName.TRADE, TRADE, id_override=ids.of(SchemaName.TRADE))
+    assert decode(payload, ids=reader).record == TRADE
+    assert decode(encode(SchemaName.TRADE, TRADE), ids=reader).record == TRADE  # derived ids too
+    unknown = encode(SchemaName.TRADE, TRADE, id_override=987_654)
+    with pytest.raises(DecodeError, match="schema id 987654 is not one of ours"):
+        decode(unknown, ids=reader)
+
+
+class FakeClock:
+    """Time that passes only when the retry loop sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_registry_that_stays_down_falls_back_to_the_ids_cached_at_the_last_start(
+    registry_url: str, tmp_path: Path
+) -> None:
+    cache = tmp_path / "ids.json"
+    ids = registered_ids(registry_url, cache=cache)
+    assert ids == register_all(registry_url) and cache.exists()
+
+    down = f"http://127.0.0.1:{free_port()}/apis/ccompat/v7"  # nothing listens there
+    clock = FakeClock()
+    cached = registered_ids(down, cache=cache, wait_seconds=10, sleep=clock.sleep, clock=clock)
+    assert cached == ids
+    assert clock.slept and sum(clock.slept) <= 10  # retried for the wait, then the cache
+
+    clock = FakeClock()
+    with pytest.raises(RegistryError, match=r"unreachable.*and no cached schema ids"):
+        registered_ids(
+            down, cache=tmp_path / "none.json", wait_seconds=3, sleep=clock.sleep, clock=clock
+        )

@@ -24,6 +24,7 @@ import pytest
 import yaml
 from avro.io import BinaryDecoder, DatumReader
 from avro.schema import parse as parse_avro
+from confluent_support import confluent_records
 from fakes.binance_server import FakeBinance
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka_support import read_topic
@@ -373,7 +374,12 @@ def test_with_a_schema_registry_records_carry_its_ids(
     (registry_id,) = found
     assert resolve(registry_url, registry_id) is SchemaName.TRADE
     ids = register_all(registry_url)
-    assert decode(values[0], ids=ids.names_by_id()).record["symbol"] == symbol
+    ours = [decode(value, ids=ids.names_by_id()).record for value in values]
+    assert {trade["symbol"] for trade in ours} == {symbol}
+    # A standard client, Confluent's deserializer with its registry client, reads the same.
+    assert (
+        confluent_records(kafka_bootstrap, topics.trades(symbol), registry_url, len(ours)) == ours
+    )
 
 
 def test_with_idle_after_replay_a_finished_replay_keeps_serving_until_sigterm(

@@ -128,6 +128,20 @@ def test_offline_up_needs_a_kafka_and_refuses_minikube() -> None:
     assert "--offline works with kind only" in minikube.stderr
 
 
+def test_offline_up_passes_an_external_schema_registry_to_the_platform() -> None:
+    url = "http://10.0.0.5:18081/apis/ccompat/v7"
+    result = cluster(
+        "up", "--kind", "--offline", "--dry-run",
+        "--kafka-bootstrap", "10.0.0.5:9094", "--schema-registry-url", url,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (platform,) = [
+        s for s in commands(result.stdout) if "upgrade --install cryptopipe-platform" in s
+    ]
+    assert "--set schemaRegistry.provider=external" in platform
+    assert f"--set schemaRegistry.external.url={url}" in platform
+
+
 def test_dry_run_offline_up_installs_stand_ins_and_an_external_kafka() -> None:
     result = cluster("up", "--kind", "--offline", "--dry-run", "--kafka-bootstrap", "10.0.0.5:9094")
     assert result.returncode == 0, result.stderr
@@ -144,6 +158,7 @@ def test_dry_run_offline_up_installs_stand_ins_and_an_external_kafka() -> None:
     assert "--set kafka.provider=external" in platform
     assert "--set kafka.external.bootstrapServers=10.0.0.5:9094" in platform
     assert "--set postgres.image.pullPolicy=Never" in platform
+    assert "--set schemaRegistry.provider=none" in platform  # no Apicurio image offline
     assert not any("wait kafka/cryptopipe" in s for s in steps)
     assert all("--kubeconfig=" in s for s in steps if s.split()[0].endswith(("kubectl", "helm")))
     assert "export KUBECONFIG=" in result.stdout

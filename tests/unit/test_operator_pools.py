@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,20 @@ def test_pool_entry_points_accept_their_arguments_and_mount_the_members() -> Non
     driver = app["driver"]["template"]["spec"]
     assert driver["containers"][0]["volumeMounts"][0]["mountPath"] == POOL_SPEC_DIR
     assert app["driver"]["memory"] == "1024m" and app["driver"]["coreRequest"] == "500m"
+
+
+def test_the_pools_kafka_clients_get_the_platforms_schema_registry() -> None:
+    url = "http://registry:8080/apis/ccompat/v7"
+    config = dataclasses.replace(
+        CONFIG, kafka=dataclasses.replace(CONFIG.kafka, schema_registry_url=url)
+    )
+    objs = by_kind(pool_children.desired(majors("BTCUSDT"), config))
+    producer = objs["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    predictor = objs["Deployment/predictor"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert producer_parser().parse_args(producer).schema_registry_url == url
+    assert predict_parser().parse_args(predictor).schema_registry_url == url
+    app = objs["SparkApplication"]["spec"]["arguments"]
+    assert aggregate_parser().parse_args(app).schema_registry_url == url
 
 
 def test_a_pool_without_a_served_member_has_no_children() -> None:

@@ -37,7 +37,7 @@ def last_trades(
     """
     consumer = committed_reader(bootstrap_servers)
     try:
-        names_by_id = (ids or SchemaIds.derived()).names_by_id()
+        names_by_id = (ids or SchemaIds.derived()).readable_ids()
         wanted = {topics.trades(symbol): symbol for symbol in symbols}
         partitions = [
             TopicPartition(topic, partition)

@@ -16,12 +16,16 @@ from pathlib import Path
 
 from cryptopipe_testbed import maven, paths, process, versions
 from cryptopipe_testbed.components.base import Component, Health
+from cryptopipe_testbed.components.kube import NODE_IP
 
 HOST = "127.0.0.1"
 PORT = 18081
 MANAGEMENT_PORT = 18082  # Quarkus' management interface (/q/health, metrics); 9000 otherwise
 DAEMON = "registry"
 CCOMPAT_URL = f"http://{HOST}:{PORT}/apis/ccompat/v7"
+# Pods (the test bed's node, a kind cluster) reach it on the node's bridge address, as they
+# reach Kafka's pod listener; it listens on every address for that.
+POD_CCOMPAT_URL = f"http://{NODE_IP}:{PORT}/apis/ccompat/v7"
 MIN_JAVA = 21  # Apicurio Registry 3 is compiled for Java 21; the default java here is 17
 JVM_ROOT = Path("/usr/lib/jvm")
 
@@ -89,7 +93,7 @@ class SchemaRegistry(Component):
         data = paths.component_run(self.name) / "data"
         data.mkdir(exist_ok=True)
         settings = {
-            "quarkus.http.host": HOST,
+            "quarkus.http.host": "0.0.0.0",  # noqa: S104 (see POD_CCOMPAT_URL)
             "quarkus.http.port": str(PORT),
             "quarkus.management.host": HOST,
             "quarkus.management.port": str(MANAGEMENT_PORT),
@@ -143,4 +147,7 @@ class SchemaRegistry(Component):
         return CCOMPAT_URL
 
     def env(self) -> dict[str, str]:
-        return {"CRYPTOPIPE_SCHEMA_REGISTRY_URL": CCOMPAT_URL}
+        return {
+            "CRYPTOPIPE_SCHEMA_REGISTRY_URL": CCOMPAT_URL,
+            "CRYPTOPIPE_SCHEMA_REGISTRY_POD_URL": POD_CCOMPAT_URL,
+        }
