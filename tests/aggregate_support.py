@@ -313,14 +313,14 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: flo
 class Driver:
     """cryptopipe-aggregate in its own process, as the SparkApplication's driver."""
 
-    def __init__(self, args: list[str], log: Path) -> None:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
         handle = log.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cryptopipe_jobs.aggregate.main", *args],
             stdout=handle,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "TZ": "UTC"},
+            env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "TZ": "UTC", **(env or {})},
         )
 
     def alive(self) -> bool:

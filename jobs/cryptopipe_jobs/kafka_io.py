@@ -12,6 +12,8 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 from kafka.partitioner import DefaultPartitioner
 
+from cryptopipe_schemas.kafka_auth import client_config
+
 
 @dataclass(frozen=True)
 class TopicSettings:
@@ -144,6 +146,7 @@ def create_producer(
     # Large batches with a short linger: a burst fills them (one wake-up of the sender thread per
     # batch, not per record), a quiet stream waits at most 20 ms.
     return KafkaProducer(
+        **client_config(),
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
         enable_idempotence=True,

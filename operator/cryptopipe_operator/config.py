@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from cryptopipe_schemas.kafka_auth import MECHANISMS, PROTOCOLS
+
 
 @dataclass(frozen=True)
 class Images:
@@ -33,6 +35,15 @@ class Kafka:
     mode: str = "strimzi"
     cluster: str = "cryptopipe"
     cluster_namespace: str = ""  # empty: the operator's own namespace
+    # A Confluent-compatible schema registry (Apicurio's ccompat API, Confluent's, ...): the
+    # clients register our schemas there and frame records with its ids; empty: derived ids.
+    schema_registry_url: str = ""
+    # How every pipeline client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; with SASL,
+    # the mechanism, and a Secret in each pipeline namespace with `username`, `password` and
+    # (TLS) `ca.crt`, whose values reach the clients as CRYPTOPIPE_KAFKA_* variables.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    auth_secret: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,17 @@ def config_from_mapping(data: Mapping[str, Any] | None) -> PlatformConfig:
     config: PlatformConfig = _build(PlatformConfig, data or {}, "")
     if config.kafka.mode not in ("strimzi", "external"):
         raise ValueError(f"kafka.mode: must be strimzi or external, not {config.kafka.mode!r}")
+    kafka = config.kafka
+    if kafka.security_protocol not in PROTOCOLS:
+        known = ", ".join(PROTOCOLS)
+        raise ValueError(f"kafka.securityProtocol: one of {known}, not {kafka.security_protocol!r}")
+    if kafka.security_protocol.startswith("SASL_") and (
+        kafka.sasl_mechanism not in MECHANISMS or not kafka.auth_secret
+    ):
+        raise ValueError(
+            f"kafka: {kafka.security_protocol} needs saslMechanism (one of "
+            f"{', '.join(MECHANISMS)}) and authSecret (the Secret with username and password)"
+        )
     return config
 
 

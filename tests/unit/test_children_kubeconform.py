@@ -4,6 +4,7 @@ the real schemas: Kubernetes' built-in kinds and the pinned Strimzi and spark-op
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 
 from cryptopipe_operator import children, pools
 from cryptopipe_operator.children import pool as pool_children
+from cryptopipe_operator.config import PlatformConfig
 from cryptopipe_testbed import kubeconform, upstream_crds
 from cryptopipe_testbed.components.kube import Kubernetes
 from operator_support import CONFIG, pipeline
@@ -34,15 +36,31 @@ def _assert_valid(manifests: list[dict[str, object]], schemas: tuple[Path, Path]
     assert result.summary.get("valid") == len(manifests), result.summary
 
 
-def test_a_dedicated_pipelines_children_are_valid(schemas: tuple[Path, Path]) -> None:
+# Kafka credentials and CA add env, volumes and mounts to every Kafka client's pod.
+SASL_SSL = dataclasses.replace(
+    CONFIG,
+    kafka=dataclasses.replace(
+        CONFIG.kafka,
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        auth_secret="kafka-client",
+    ),
+)
+
+
+@pytest.mark.parametrize("config", [CONFIG, SASL_SSL], ids=["plaintext", "sasl-ssl"])
+def test_a_dedicated_pipelines_children_are_valid(
+    schemas: tuple[Path, Path], config: PlatformConfig
+) -> None:
     built = children.desired(
-        pipeline({"symbol": "BTCUSDT", "dashboard": {"enabled": True}}), CONFIG
+        pipeline({"symbol": "BTCUSDT", "dashboard": {"enabled": True}}), config
     )
     assert {"SparkApplication", "KafkaTopic", "Deployment"} <= {m["kind"] for m in built}
     _assert_valid(built, schemas)
 
 
-def test_a_pools_children_are_valid(schemas: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize("config", [CONFIG, SASL_SSL], ids=["plaintext", "sasl-ssl"])
+def test_a_pools_children_are_valid(schemas: tuple[Path, Path], config: PlatformConfig) -> None:
     bodies = [
         {
             "metadata": {
@@ -57,6 +75,6 @@ def test_a_pools_children_are_valid(schemas: tuple[Path, Path]) -> None:
     ]
     view = pools.pool_view("team", "majors", bodies, {})
     assert view is not None
-    built = pool_children.desired(view.pool, CONFIG)
+    built = pool_children.desired(view.pool, config)
     assert "SparkApplication" in {m["kind"] for m in built}
     _assert_valid(built, schemas)

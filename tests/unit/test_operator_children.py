@@ -316,6 +316,75 @@ def test_every_entry_point_accepts_the_arguments_its_builder_passes() -> None:
     assert "serviceAccountName" not in dashboard_deployment(objs)["spec"]["template"]["spec"]
 
 
+REGISTRY_URL = "http://cryptopipe-schema-registry.data.svc:8080/apis/ccompat/v7"
+
+
+def kafka_client_options(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What each Kafka client of a pipeline parses from the arguments its builder passes."""
+    containers = containers_by_name(objs)
+    dashboard = containers["dashboard"]["args"]
+    (app,) = by_kind(objs)["SparkApplication"]
+    return {
+        "producer": producer_parser().parse_args(containers["producer"]["args"]),
+        "predictor": predict_parser().parse_args(containers["predictor"]["args"]),
+        "aggregator": aggregate_parser().parse_args(app["spec"]["arguments"]),
+        "dashboard": parse_dashboard_flags(dashboard[dashboard.index("--") + 1 :]),
+    }
+
+
+def test_every_kafka_client_gets_the_platforms_schema_registry_or_none() -> None:
+    spec = pipeline({"dashboard": {"enabled": True}})
+    without = kafka_client_options(children.desired(spec, CONFIG))
+    assert {name: o.schema_registry_url for name, o in without.items()} == dict.fromkeys(
+        without, None
+    )
+    config = dataclasses.replace(
+        CONFIG, kafka=dataclasses.replace(CONFIG.kafka, schema_registry_url=REGISTRY_URL)
+    )
+    given = kafka_client_options(children.desired(spec, config))
+    assert {name: o.schema_registry_url for name, o in given.items()} == dict.fromkeys(
+        given, REGISTRY_URL
+    )
+
+
+def test_every_kafka_client_and_only_they_get_the_platforms_kafka_credentials() -> None:
+    config = dataclasses.replace(
+        CONFIG,
+        kafka=dataclasses.replace(
+            CONFIG.kafka,
+            security_protocol="SASL_SSL",
+            sasl_mechanism="SCRAM-SHA-512",
+            auth_secret="kafka-client",
+        ),
+    )
+    objs = children.desired(pipeline({"dashboard": {"enabled": True}}), config)
+    (app,) = by_kind(objs)["SparkApplication"]
+    spark = {
+        role: app["spec"][role]["template"]["spec"]["containers"][0]
+        for role in ("driver", "executor")
+    }
+    clients = {**containers_by_name(objs), **spark}
+    for name in ("producer", "predictor", "dashboard", "driver", "executor"):
+        env = {e["name"]: e for e in clients[name]["env"]}
+        assert env["CRYPTOPIPE_KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL", name
+        assert env["CRYPTOPIPE_KAFKA_SASL_MECHANISM"]["value"] == "SCRAM-SHA-512"
+        assert env["CRYPTOPIPE_KAFKA_PASSWORD"]["valueFrom"] == {
+            "secretKeyRef": {"name": "kafka-client", "key": "password"}
+        }
+        ca = env["CRYPTOPIPE_KAFKA_CA_FILE"]["value"]
+        mounts = {m["mountPath"] for m in clients[name]["volumeMounts"]}
+        assert ca.rsplit("/", 1)[0] in mounts, name
+    trainer = containers_by_name(objs)["trainer"]  # reads HDFS and the registry, not Kafka
+    assert "env" not in trainer or not any(
+        e["name"].startswith("CRYPTOPIPE_KAFKA_") for e in trainer["env"]
+    )
+
+
+def test_sasl_without_a_secret_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match=r"SASL_SSL needs saslMechanism .* and authSecret"):
+        config_from_mapping({"kafka": {"securityProtocol": "SASL_SSL"}})
+
+
 def dashboard_deployment(objs: list[dict[str, Any]]) -> dict[str, Any]:
     (found,) = [
         d for d in by_kind(objs)["Deployment"] if d["metadata"]["name"].endswith("-dashboard")

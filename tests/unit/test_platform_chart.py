@@ -35,6 +35,12 @@ EXTERNAL = [
     "kafka.external.authSecret=kafka-client",
 ]
 WORKLOADS = ("Deployment", "StatefulSet", "Pod")
+EXTERNAL_REGISTRY = [
+    "--set",
+    "schemaRegistry.provider=external",
+    "--set",
+    "schemaRegistry.external.url=https://sr.example:8081",
+]
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +157,11 @@ def test_external_kafka_renders_no_strimzi_and_tells_the_operator(helm: str) -> 
         "bootstrapServers": "broker-1:9093,broker-2:9093",
         "cluster": "cryptopipe",
         "clusterNamespace": "team",
+        "schemaRegistryUrl": "http://cryptopipe-schema-registry.team.svc:8080/apis/ccompat/v7",
+        # The external Kafka's security reaches every pipeline client through the operator.
+        "securityProtocol": "SASL_SSL",
+        "saslMechanism": "PLAIN",
+        "authSecret": "kafka-client",
     }
     test_pod = one(docs, "Pod", "cryptopipe-test-kafka")
     assert test_pod["spec"]["volumes"] == [
@@ -158,6 +169,43 @@ def test_external_kafka_renders_no_strimzi_and_tells_the_operator(helm: str) -> 
     ]
     env = {e["name"]: e.get("value") for e in test_pod["spec"]["containers"][0]["env"]}
     assert env["SECURITY_PROTOCOL"] == "SASL_SSL"
+
+
+def test_the_schema_registry_keeps_its_schemas_in_the_platforms_kafka(helm: str) -> None:
+    docs = render(helm, *EXTERNAL)
+    registry = one(docs, "Deployment", "cryptopipe-schema-registry")
+    (container,) = registry["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["APICURIO_STORAGE_KIND"] == "kafkasql"
+    assert env["APICURIO_KAFKASQL_BOOTSTRAP_SERVERS"] == "broker-1:9093,broker-2:9093"
+    service = one(docs, "Service", "cryptopipe-schema-registry")
+    assert service["spec"]["ports"][0]["port"] == 8080
+
+
+@pytest.mark.parametrize(
+    ("settings", "url"),
+    [
+        (["--set", "schemaRegistry.provider=none"], ""),
+        (EXTERNAL_REGISTRY, "https://sr.example:8081"),
+    ],
+    ids=["none", "external"],
+)
+def test_a_registry_run_elsewhere_or_none_renders_no_deployment(
+    helm: str, settings: list[str], url: str
+) -> None:
+    docs = render(helm, *EXTERNAL, *settings)
+    assert not [d for d in docs if d["metadata"]["name"] == "cryptopipe-schema-registry"]
+    info = one(docs, "ConfigMap", "cryptopipe-platform")
+    assert info["data"]["schema-registry-url"] == url
+    operator_values = yaml.safe_load(info["data"]["operator-values.yaml"])
+    assert operator_values["platform"]["kafka"]["schemaRegistryUrl"] == url
+
+
+def test_an_external_registry_without_its_url_is_refused(helm: str) -> None:
+    flags = [*EXTERNAL, "--set", "schemaRegistry.provider=external"]
+    result = run_helm(helm, "template", "cp", str(CHART), *flags, check=False)
+    assert result.returncode != 0
+    assert "schemaRegistry.external.url is required" in result.stderr
 
 
 def test_external_kafka_without_bootstrap_servers_is_refused(helm: str) -> None:
@@ -251,7 +299,8 @@ def test_ports_follow_the_values_everywhere(helm: str) -> None:
 def test_every_pod_runs_as_non_root(helm: str, values: str) -> None:
     docs = render(helm, "-f", str(CHART / values))
     workloads = [d for d in docs if d["kind"] in WORKLOADS]
-    assert len(workloads) == 7  # 3 StatefulSets, the metastore Deployment, 3 helm test pods
+    # 3 StatefulSets, the metastore and schema registry Deployments, 3 helm test pods
+    assert len(workloads) == 8
     for doc in workloads:
         spec = pod_spec(doc)
         assert spec["securityContext"]["runAsNonRoot"] is True, doc["metadata"]["name"]

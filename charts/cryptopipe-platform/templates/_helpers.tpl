@@ -117,6 +117,20 @@ persistentVolumeClaimRetentionPolicy:
 {{- end }}
 {{- end }}
 
+{{- define "platform.schemaRegistryHost" -}}
+{{- printf "%s-schema-registry" (include "platform.prefix" .) }}
+{{- end }}
+
+{{/* The registry's Confluent-compatible base URL the clients get; empty with provider none. */}}
+{{- define "platform.schemaRegistryUrl" -}}
+{{- $registry := .Values.schemaRegistry }}
+{{- if eq $registry.provider "apicurio" }}
+{{- printf "http://%s.%s.svc:%v/apis/ccompat/v7" (include "platform.schemaRegistryHost" .) .Release.Namespace $registry.apicurio.port }}
+{{- else if eq $registry.provider "external" }}
+{{- required "schemaRegistry.external.url is required when schemaRegistry.provider=external" $registry.external.url }}
+{{- end }}
+{{- end }}
+
 {{/* core-site.xml: the chart's properties, then the user's. A connect timeout of 5 s (Hadoop's
 default: 20 s): a client keeps trying a NameNode pod's old address until a connect times out, so a
 DataNode found a replaced NameNode pod 23 s after it went away, 8 s with this. */}}
@@ -198,6 +212,14 @@ platform:
     bootstrapServers: {{ include "platform.kafkaBootstrap" . | quote }}
     cluster: {{ include "platform.prefix" . | quote }}
     clusterNamespace: {{ .Release.Namespace | quote }}
+    schemaRegistryUrl: {{ include "platform.schemaRegistryUrl" . | quote }}
+    {{- if eq .Values.kafka.provider "external" }}
+    securityProtocol: {{ .Values.kafka.external.securityProtocol | quote }}
+    {{- if hasPrefix "SASL_" .Values.kafka.external.securityProtocol }}
+    saslMechanism: {{ .Values.kafka.external.saslMechanism | quote }}
+    {{- end }}
+    authSecret: {{ .Values.kafka.external.authSecret | quote }}
+    {{- end }}
   storage:
     hdfsUrl: {{ include "platform.hdfsUrl" . | quote }}
     webhdfsUrl: {{ include "platform.webhdfsUrl" . | quote }}

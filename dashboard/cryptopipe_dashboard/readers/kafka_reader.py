@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -14,7 +15,10 @@ from kafka.errors import KafkaError
 
 from cryptopipe_dashboard.readers.outcome import Read, attempt
 from cryptopipe_schemas import topics
+from cryptopipe_schemas.avro_schemas import SchemaName
 from cryptopipe_schemas.codec import DecodeError, decode
+from cryptopipe_schemas.kafka_auth import client_config
+from cryptopipe_schemas.registry import ResolvingIds
 
 CANDLE_KEY = ["symbol", "interval", "window_start"]
 FORECAST_KEY = ["symbol", "interval", "made_at", "horizon_step"]
@@ -54,6 +58,7 @@ def _consumer(bootstrap: str) -> Iterator[KafkaConsumer]:
     _check_reachable(bootstrap)
     # read_committed: the producer publishes trades in transactions; an aborted one is not data.
     consumer = KafkaConsumer(
+        **client_config(),
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         isolation_level="read_committed",
@@ -66,8 +71,17 @@ def _consumer(bootstrap: str) -> Iterator[KafkaConsumer]:
         consumer.close()
 
 
-def tail_records(bootstrap: str, topic: str, limit: int) -> list[dict[str, Any]]:
+@functools.cache
+def schema_ids(registry_url: str | None) -> Mapping[int, SchemaName] | None:
+    """One id resolver per registry for the whole server: ids are looked up once."""
+    return ResolvingIds(registry_url) if registry_url else None
+
+
+def tail_records(
+    bootstrap: str, topic: str, limit: int, registry_url: str | None = None
+) -> list[dict[str, Any]]:
     """The newest `limit` records of every partition, decoded; undecodable ones are skipped."""
+    ids = schema_ids(registry_url)
     with _consumer(bootstrap) as consumer:
         partitions = [
             TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
@@ -87,7 +101,7 @@ def tail_records(bootstrap: str, topic: str, limit: int) -> list[dict[str, Any]]
             for messages in batch.values():
                 for message in messages:
                     try:
-                        records.append(decode(message.value).record)
+                        records.append(decode(message.value, ids=ids).record)
                     except DecodeError:
                         continue
         return records
@@ -117,28 +131,36 @@ def forecasts_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     )
 
 
-def read_candles(bootstrap: str, symbol: str, interval: str, limit: int) -> Read[pd.DataFrame]:
+def read_candles(
+    bootstrap: str, symbol: str, interval: str, limit: int, registry_url: str | None = None
+) -> Read[pd.DataFrame]:
     topic = topics.candles(interval, symbol)
     return attempt(
-        f"candles ({topic})", lambda: candles_frame(tail_records(bootstrap, topic, limit)), explain
-    )
-
-
-def read_forecasts(bootstrap: str, symbol: str, limit: int) -> Read[pd.DataFrame]:
-    topic = topics.forecasts(symbol)
-    return attempt(
-        f"forecasts ({topic})",
-        lambda: forecasts_frame(tail_records(bootstrap, topic, limit)),
+        f"candles ({topic})",
+        lambda: candles_frame(tail_records(bootstrap, topic, limit, registry_url)),
         explain,
     )
 
 
-def read_newest_trade_time(bootstrap: str, symbol: str) -> Read[dt.datetime | None]:
+def read_forecasts(
+    bootstrap: str, symbol: str, limit: int, registry_url: str | None = None
+) -> Read[pd.DataFrame]:
+    topic = topics.forecasts(symbol)
+    return attempt(
+        f"forecasts ({topic})",
+        lambda: forecasts_frame(tail_records(bootstrap, topic, limit, registry_url)),
+        explain,
+    )
+
+
+def read_newest_trade_time(
+    bootstrap: str, symbol: str, registry_url: str | None = None
+) -> Read[dt.datetime | None]:
     topic = topics.trades(symbol)
 
     def newest() -> dt.datetime | None:
         # Transaction markers take offsets too: the newest few offsets hold at least one trade.
-        records = tail_records(bootstrap, topic, NEWEST_TRADE_OFFSETS)
+        records = tail_records(bootstrap, topic, NEWEST_TRADE_OFFSETS, registry_url)
         times = [record["event_time"] for record in records]
         return max(times) if times else None
 

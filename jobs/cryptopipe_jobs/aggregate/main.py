@@ -39,7 +39,8 @@ from cryptopipe_jobs.spark_session import SparkSettings, create_session
 from cryptopipe_jobs.spec_directory import read_spec_folder
 from cryptopipe_schemas import logs, topics
 from cryptopipe_schemas.flags import add_log_level, entry_parser
-from cryptopipe_schemas.registry import RegistryError, SchemaIds, register_all
+from cryptopipe_schemas.kafka_auth import KafkaAuthError, client_config, current
+from cryptopipe_schemas.registry import RegistryError, SchemaIds, registered_ids
 from cryptopipe_schemas.retention import topic_config
 from cryptopipe_schemas.spec import CryptoPipelineSpec, SpecError, load_spec_file, to_mapping
 from cryptopipe_schemas.storage import checkpoint_location, storage_base
@@ -164,7 +165,9 @@ def ensure_candle_topics(
     """Create missing candle topics (a KafkaTopic does it in a cluster; this covers local runs)."""
     kafka = options.spec.sinks.kafka
     admin = KafkaAdminClient(
-        bootstrap_servers=options.bootstrap_servers, client_id="cryptopipe-aggregate"
+        **client_config(),
+        bootstrap_servers=options.bootstrap_servers,
+        client_id="cryptopipe-aggregate",
     )
     try:
         ensured = ensure_topics(
@@ -178,7 +181,9 @@ def ensure_candle_topics(
 
 
 def existing_topics(bootstrap_servers: str) -> Callable[[], set[str]]:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="cryptopipe-aggregate")
+    admin = KafkaAdminClient(
+        **client_config(), bootstrap_servers=bootstrap_servers, client_id="cryptopipe-aggregate"
+    )
 
     def listed() -> set[str]:
         return set(admin.list_topics())
@@ -263,7 +268,8 @@ def _start_stream(
 def run(options: AggregateOptions, spark: SparkSession, stop_on_signal: bool = True) -> int:
     """Run the pool until stopped (or, with available_now, until its topics are drained)."""
     check_specs(members(options))
-    ids = register_all(options.schema_registry_url) if options.schema_registry_url else None
+    log.info("kafka security", extra={"kafka_security": current().describe()})
+    ids = registered_ids(options.schema_registry_url) if options.schema_registry_url else None
     fs = HadoopFs(spark, options.base)
     targets = sink_targets(options, fs, ids or SchemaIds.derived())
     if targets.hive_table and options.hive_ddl_dir is not None:
@@ -458,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return run(options, spark)
-    except (SpecError, RegistryError) as error:
+    except (SpecError, RegistryError, KafkaAuthError) as error:
         print(f"cryptopipe-aggregate: {error}", file=sys.stderr)
         return 2
     finally:

@@ -11,6 +11,7 @@ from pyspark.sql.avro.functions import from_avro
 
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.avro_schemas import SchemaName, schema_json
+from cryptopipe_schemas.kafka_auth import spark_options
 
 HEADER_BYTES = 5
 # A task reads a known offset range, but when the range ends at the end of the log the
@@ -56,6 +57,7 @@ def kafka_topics(
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", bootstrap_servers)
+        .options(**spark_options())
         .option("subscribe", ",".join(topic_names))
         .option("startingOffsets", "earliest")
         # The producer publishes in transactions: an aborted one (a fenced or crashed producer's)

@@ -36,6 +36,7 @@ from cryptopipe_jobs.storage.hdfs_storage import hdfs_path, webhdfs_client
 from cryptopipe_jobs.train.committed import CommittedCandles
 from cryptopipe_jobs.train.sources import default_candles
 from cryptopipe_schemas import topics
+from cryptopipe_schemas.kafka_auth import client_config
 from cryptopipe_schemas.spec import load_spec_file
 
 # postgres too: `up hive` starts it as the metastore's database, and a run stops what it started.
@@ -173,7 +174,9 @@ def testbed_env(repo: Path) -> dict[str, str]:
 
 
 def end_offset(bootstrap: str, topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    consumer = KafkaConsumer(
+        **client_config(), bootstrap_servers=bootstrap, request_timeout_ms=5000
+    )
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         return sum(consumer.end_offsets(partitions).values()) if partitions else 0

@@ -50,7 +50,8 @@ from cryptopipe_schemas.avro_schemas import SchemaName
 from cryptopipe_schemas.codec import DecodeError, decode, encode, encode_key
 from cryptopipe_schemas.durations import parse_interval
 from cryptopipe_schemas.flags import add_log_level, entry_parser
-from cryptopipe_schemas.registry import RegistryError, SchemaIds, register_all
+from cryptopipe_schemas.kafka_auth import client_config, current
+from cryptopipe_schemas.registry import RegistryError, SchemaIds, registered_ids
 from cryptopipe_schemas.retention import topic_config
 from cryptopipe_schemas.spec import CryptoPipelineSpec, ModelSpec, SpecError, load_spec_file
 
@@ -251,6 +252,7 @@ class Serving:
 
 
 def run(options: PredictOptions, stop: threading.Event) -> None:
+    log.info("kafka security", extra={"kafka_security": current().describe()})
     metrics = PredictorMetrics()
     ready = threading.Event()
     # Up before Kafka and the model, so liveness probes see a process that is starting.
@@ -347,7 +349,7 @@ class PredictorLoop:
         if not batches:
             return 0
         out: list[tuple[Serving, dict[str, Any]]] = []
-        names_by_id = self.schema_ids.names_by_id()
+        names_by_id = self.schema_ids.readable_ids()
         for tp, messages in batches.items():
             found = self.by_topic.get(tp.topic)
             if found is None:
@@ -401,7 +403,7 @@ class PredictorLoop:
 def _ensure_member_topics(bootstrap_servers: str, members: Sequence[Member]) -> None:
     if not members:
         return
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=PROG)
+    admin = KafkaAdminClient(**client_config(), bootstrap_servers=bootstrap_servers, client_id=PROG)
     try:
         for member in members:
             spec = member.spec
@@ -422,8 +424,9 @@ def _serve_forecasts(
     ready: threading.Event,
     stop: threading.Event,
 ) -> None:
-    ids = register_all(options.schema_registry_url) if options.schema_registry_url else None
+    ids = registered_ids(options.schema_registry_url) if options.schema_registry_url else None
     consumer = KafkaConsumer(
+        **client_config(),
         bootstrap_servers=options.bootstrap_servers,
         group_id=options.group,
         client_id=PROG,

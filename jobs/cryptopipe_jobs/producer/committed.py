@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from kafka import KafkaConsumer, TopicPartition
 
+from cryptopipe_schemas.kafka_auth import client_config
+
 
 def committed_reader(bootstrap_servers: str, **config: object) -> KafkaConsumer:
     """A consumer that sees committed records only, and end offsets up to the last commit."""
     return KafkaConsumer(
+        **client_config(),
         bootstrap_servers=bootstrap_servers,
         enable_auto_commit=False,
         isolation_level="read_committed",

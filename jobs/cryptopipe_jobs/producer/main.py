@@ -44,7 +44,8 @@ from cryptopipe_jobs.producer.transactions import (
 from cryptopipe_jobs.spec_directory import read_spec_folder
 from cryptopipe_schemas import logs
 from cryptopipe_schemas.flags import add_log_level, entry_parser
-from cryptopipe_schemas.registry import RegistryError, register_all
+from cryptopipe_schemas.kafka_auth import KafkaAuthError, client_config, current
+from cryptopipe_schemas.registry import RegistryError, registered_ids
 from cryptopipe_schemas.spec import CryptoPipelineSpec, SourceKind, SpecError, load_spec_file
 
 log = logging.getLogger("cryptopipe.producer")
@@ -173,18 +174,21 @@ def run(options: ProducerOptions, stop: threading.Event) -> None:
     if len(kinds) != 1:
         raise SpecError(["source.kind: one producer serves one source kind; split them"])
     (kind,) = kinds
+    log.info("kafka security", extra={"kafka_security": current().describe()})
     symbols = [spec.symbol for spec in options.specs]
     kafka_sink = options.specs[0].sinks.kafka
     settings = TopicSettings(kafka_sink.partitions, kafka_sink.replication)
     admin = KafkaAdminClient(
-        bootstrap_servers=options.bootstrap_servers, client_id="cryptopipe-producer"
+        **client_config(),
+        bootstrap_servers=options.bootstrap_servers,
+        client_id="cryptopipe-producer",
     )
     try:
         ensured = ensure_topics(admin, producer_topics(options.specs, kind.value), settings)
     finally:
         admin.close()
     log_ensured(log, ensured)
-    ids = register_all(options.schema_registry_url) if options.schema_registry_url else None
+    ids = registered_ids(options.schema_registry_url) if options.schema_registry_url else None
     transactional = options.transactional_id or transactional_id(kind.value, symbols)
     # Fence any older producer of these trades before reading where it stopped: its open
     # transaction is aborted, and nothing it sends afterwards is accepted.
@@ -354,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(options, stop)
     except SpecError as error:
         return refuse("cryptopipe-producer", error)
-    except (RegistryError, DeliveryError) as error:
+    except (RegistryError, DeliveryError, KafkaAuthError) as error:
         print(f"cryptopipe-producer: {error}", file=sys.stderr)
         return 1
     return 0

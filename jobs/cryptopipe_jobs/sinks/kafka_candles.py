@@ -15,6 +15,7 @@ from pyspark.sql.avro.functions import to_avro
 
 from cryptopipe_schemas.avro_schemas import CANDLE_FIELDS, SchemaName, schema_json
 from cryptopipe_schemas.codec import HEADER, MAGIC_BYTE
+from cryptopipe_schemas.kafka_auth import spark_options
 from cryptopipe_schemas.registry import SchemaIds
 
 
@@ -52,6 +53,7 @@ def write_batch(candles: DataFrame, bootstrap_servers: str, ids: SchemaIds) -> N
         kafka_records(in_time_order(candles), ids)
         .write.format("kafka")
         .option("kafka.bootstrap.servers", bootstrap_servers)
+        .options(**spark_options())
         .option("kafka.acks", "all")
         .option("kafka.enable.idempotence", "true")
         .save()

@@ -25,10 +25,13 @@ from cryptopipe_operator.children.common import (
     Pipeline,
     container_security,
     digest,
+    kafka_ca_volume,
+    kafka_client,
     labels,
     metadata,
     pod_security,
     scheduling,
+    schema_registry_args,
     scrape_annotations,
     spec_mount,
     spec_volume,
@@ -86,6 +89,7 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
         # The image carries hive/*.hql: the tables exist before the first batch.
         "--hive-ddl-dir", HIVE_DDL_DIR,
         *metrics_args(),
+        *schema_registry_args(config),
     ]  # fmt: skip
 
 
@@ -105,18 +109,17 @@ def pod_template(owner: Owner, config: PlatformConfig, container: str) -> dict[s
         if container == DRIVER_CONTAINER
         else []
     )
+    main: dict[str, Any] = {
+        "name": container,
+        "volumeMounts": [spec_mount(owner)],
+        "securityContext": container_security(),
+        **({"ports": ports} if ports else {}),
+    }
     return {
         "spec": {
             "securityContext": pod_security(),
-            "volumes": [spec_volume(owner)],
-            "containers": [
-                {
-                    "name": container,
-                    "volumeMounts": [spec_mount(owner)],
-                    "securityContext": container_security(),
-                    **({"ports": ports} if ports else {}),
-                }
-            ],
+            "volumes": [spec_volume(owner), *kafka_ca_volume(config)],
+            "containers": [kafka_client(main, config)],
             **scheduling(config),
         }
     }

@@ -191,10 +191,14 @@ def pod_template(
     config_hash: str,
     restart_policy: str | None = None,
 ) -> dict[str, Any]:
+    mounted = {m["name"] for c in containers for m in c.get("volumeMounts", [])}
     spec: dict[str, Any] = {
         "securityContext": pod_security(),
         "containers": containers,
-        "volumes": [spec_volume(pipeline)],
+        "volumes": [
+            spec_volume(pipeline),
+            *(v for v in kafka_ca_volume(config) if v["name"] in mounted),
+        ],
         **scheduling(config),
     }
     if restart_policy:
@@ -224,6 +228,66 @@ def deployment(
             "template": template,
         },
     }
+
+
+KAFKA_CA_DIR = "/etc/cryptopipe/kafka"
+KAFKA_CA_VOLUME = "kafka-ca"
+
+
+def kafka_client_env(config: PlatformConfig) -> list[dict[str, Any]]:
+    """The CRYPTOPIPE_KAFKA_* variables of a Kafka client's container (cryptopipe_schemas.
+    kafka_auth reads them): the protocol always, the credentials from the platform's Secret."""
+    kafka = config.kafka
+    env: list[dict[str, Any]] = [
+        {"name": "CRYPTOPIPE_KAFKA_SECURITY_PROTOCOL", "value": kafka.security_protocol}
+    ]
+    if kafka.security_protocol.startswith("SASL_"):
+        env.append({"name": "CRYPTOPIPE_KAFKA_SASL_MECHANISM", "value": kafka.sasl_mechanism})
+        env += [
+            {
+                "name": f"CRYPTOPIPE_KAFKA_{key.upper()}",
+                "valueFrom": {"secretKeyRef": {"name": kafka.auth_secret, "key": key}},
+            }
+            for key in ("username", "password")
+        ]
+    if kafka_uses_ca(config):
+        env.append({"name": "CRYPTOPIPE_KAFKA_CA_FILE", "value": f"{KAFKA_CA_DIR}/ca.crt"})
+    return env
+
+
+def kafka_uses_ca(config: PlatformConfig) -> bool:
+    return config.kafka.security_protocol in ("SSL", "SASL_SSL") and bool(config.kafka.auth_secret)
+
+
+def kafka_ca_volume(config: PlatformConfig) -> list[dict[str, Any]]:
+    """The Secret's `ca.crt` (optional: a publicly signed broker needs none)."""
+    if not kafka_uses_ca(config):
+        return []
+    secret = {
+        "secretName": config.kafka.auth_secret,
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+        "optional": True,
+    }
+    return [{"name": KAFKA_CA_VOLUME, "secret": secret}]
+
+
+def kafka_ca_mount(config: PlatformConfig) -> list[dict[str, Any]]:
+    if not kafka_uses_ca(config):
+        return []
+    return [{"name": KAFKA_CA_VOLUME, "mountPath": KAFKA_CA_DIR, "readOnly": True}]
+
+
+def kafka_client(main: dict[str, Any], config: PlatformConfig) -> dict[str, Any]:
+    """A container that talks to Kafka: its credentials' variables and CA file."""
+    main["env"] = [*main.get("env", []), *kafka_client_env(config)]
+    main["volumeMounts"] = [*main.get("volumeMounts", []), *kafka_ca_mount(config)]
+    return main
+
+
+def schema_registry_args(config: PlatformConfig) -> list[str]:
+    """Every Kafka client's registry flag: the same ids for writers and readers."""
+    url = config.kafka.schema_registry_url
+    return ["--schema-registry-url", url] if url else []
 
 
 def scrape_annotations(port: int, path: str = "/metrics") -> dict[str, str]:

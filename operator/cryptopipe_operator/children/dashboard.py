@@ -14,8 +14,10 @@ from cryptopipe_operator.children.common import (
     container,
     deployment,
     digest,
+    kafka_client,
     metadata,
     pod_template,
+    schema_registry_args,
     selector,
     spec_mount,
 )
@@ -57,6 +59,7 @@ def dashboard_args(
         "--client.toolbarMode=viewer",  # no Deploy button or developer menu for viewers
         "--",
         "--kafka-bootstrap", config.kafka.bootstrap_servers,
+        *schema_registry_args(config),
         "--symbols", ",".join(symbols),
         "--intervals", ",".join(intervals),
         *(["--synthetic-symbols", ",".join(synthetic)] if synthetic else []),
@@ -95,7 +98,7 @@ def deployment_of(
     }
     if isinstance(owner, Pool):
         main["volumeMounts"] = [spec_mount(owner)]
-    template = pod_template(owner, COMPONENT, [main], config, config_hash)
+    template = pod_template(owner, COMPONENT, [kafka_client(main, config)], config, config_hash)
     if config.dashboard.service_account:
         template["spec"]["serviceAccountName"] = config.dashboard.service_account
     return deployment(owner, deployment_name, COMPONENT, template)

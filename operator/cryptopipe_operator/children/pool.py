@@ -31,9 +31,11 @@ from cryptopipe_operator.children.common import (
     container,
     deployment,
     digest,
+    kafka_client,
     metadata,
     metrics_service,
     pod_template,
+    schema_registry_args,
     spec_mount,
 )
 from cryptopipe_operator.config import PlatformConfig
@@ -85,6 +87,7 @@ def producer_args(pool: Pool, config: PlatformConfig) -> list[str]:
         "--bootstrap-servers", config.kafka.bootstrap_servers,
         "--metrics-port", str(PRODUCER_METRICS_PORT),
         "--transactional-id", transactional_id(pool),
+        *schema_registry_args(config),
     ]  # fmt: skip
     if pool.spec.source.kind is SourceKind.REPLAY:
         out.append("--idle-after-replay")  # a finished replay must not crash-loop
@@ -106,7 +109,7 @@ def build_producer(pool: Pool, config: PlatformConfig) -> dict[str, Any]:
     main["readinessProbe"] = {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5}
     # Rolls on what any member's producer reads: its symbol and source.
     config_hash = digest(*((m.name, m.spec.symbol, m.spec.source) for m in pool.members))
-    template = pod_template(pool, PRODUCER, [main], config, config_hash)
+    template = pod_template(pool, PRODUCER, [kafka_client(main, config)], config, config_hash)
     out = deployment(pool, producer_name(pool), PRODUCER, template)
     out["spec"]["strategy"] = {"type": "Recreate"}  # never two producers of the same trades
     return out
@@ -128,6 +131,7 @@ def aggregator_args(pool: Pool, config: PlatformConfig) -> list[str]:
         "--master", "submit",
         "--hive-ddl-dir", aggregator.HIVE_DDL_DIR,
         *aggregator.metrics_args(),
+        *schema_registry_args(config),
     ]  # fmt: skip
 
 
@@ -157,6 +161,7 @@ def predictor_args(pool: Pool, config: PlatformConfig) -> list[str]:
         "--webhdfs-url", config.storage.webhdfs_url,
         "--group-id", f"cryptopipe-predict.pool.{pool.namespace}.{pool.name}",
         "--metrics-port", str(PREDICTOR_METRICS_PORT),
+        *schema_registry_args(config),
     ]  # fmt: skip
 
 
@@ -165,6 +170,7 @@ def build_predictor(pool: Pool, config: PlatformConfig) -> dict[str, Any]:
     main = predictor.predictor_container(predictor_args(pool, config), requests, config)
     main["volumeMounts"] = [spec_mount(pool)]
     # The members are not part of it: it reads the folder again as they join and leave.
+    main = kafka_client(main, config)
     template = pod_template(pool, predictor.COMPONENT, [main], config, digest(pool.name))
     return deployment(pool, predictor_name(pool), predictor.COMPONENT, template)
 

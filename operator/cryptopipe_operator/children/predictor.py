@@ -13,8 +13,10 @@ from cryptopipe_operator.children.common import (
     container,
     deployment,
     digest,
+    kafka_client,
     metrics_service,
     pod_template,
+    schema_registry_args,
 )
 from cryptopipe_operator.config import PlatformConfig
 from cryptopipe_schemas.spec import ComponentResources
@@ -39,6 +41,7 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
         # The predictor reads an hdfs:// registry and appends forecasts over WebHDFS.
         "--webhdfs-url", config.storage.webhdfs_url,
         "--metrics-port", str(PREDICTOR_METRICS_PORT),
+        *schema_registry_args(config),
     ]  # fmt: skip
 
 
@@ -46,7 +49,11 @@ def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
     spec = pipeline.spec
     main = predictor_container(args(pipeline, config), spec.resources.predictor, config)
     template = pod_template(
-        pipeline, COMPONENT, [main], config, digest(spec.symbol, spec.model, spec.sinks.hdfs)
+        pipeline,
+        COMPONENT,
+        [kafka_client(main, config)],
+        config,
+        digest(spec.symbol, spec.model, spec.sinks.hdfs),
     )
     return deployment(pipeline, name(pipeline), COMPONENT, template)
 

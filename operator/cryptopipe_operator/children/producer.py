@@ -11,8 +11,10 @@ from cryptopipe_operator.children.common import (
     container,
     deployment,
     digest,
+    kafka_client,
     metrics_service,
     pod_template,
+    schema_registry_args,
 )
 from cryptopipe_operator.config import PlatformConfig
 from cryptopipe_schemas.spec import SourceKind
@@ -33,6 +35,7 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
         "--spec", SPEC_FILE,
         "--bootstrap-servers", config.kafka.bootstrap_servers,
         "--metrics-port", str(PRODUCER_METRICS_PORT),
+        *schema_registry_args(config),
     ]  # fmt: skip
     if pipeline.spec.source.kind is SourceKind.REPLAY:
         # A finished replay must not exit: the Deployment would restart it in a crash loop.
@@ -58,6 +61,7 @@ def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
     }
     main["readinessProbe"] = {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5}
     # Rolls on what the producer reads: the symbol and the source (not sinks or the model).
+    main = kafka_client(main, config)
     template = pod_template(pipeline, COMPONENT, [main], config, digest(spec.symbol, spec.source))
     out = deployment(pipeline, name(pipeline), COMPONENT, template)
     # One producer at a time: two would publish every trade twice during a rollout.
