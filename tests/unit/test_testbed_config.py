@@ -21,7 +21,7 @@ def _properties(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if line)
 
 
-def test_kafka_never_creates_topics_and_only_the_pod_listener_leaves_loopback(
+def test_kafka_never_creates_topics_and_only_the_pod_listeners_leave_loopback(
     tmp_path: Path,
 ) -> None:
     settings = _properties(server_properties(tmp_path))
@@ -31,11 +31,36 @@ def test_kafka_never_creates_topics_and_only_the_pod_listener_leaves_loopback(
         "PLAINTEXT": "127.0.0.1:19092",
         "CONTROLLER": "127.0.0.1:19093",
         "PODS": "0.0.0.0:19094",
+        "SCRAM": "127.0.0.1:19095",
+        "PODS_SCRAM": "0.0.0.0:19096",
     }
     advertised = dict(item.split("://") for item in settings["advertised.listeners"].split(","))
-    assert advertised == {"PLAINTEXT": "127.0.0.1:19092", "PODS": "10.242.0.1:19094"}
+    assert advertised == {
+        "PLAINTEXT": "127.0.0.1:19092",
+        "PODS": "10.242.0.1:19094",
+        "SCRAM": "127.0.0.1:19095",
+        "PODS_SCRAM": "10.242.0.1:19096",
+    }
     assert settings["process.roles"] == "broker,controller"
     assert settings["log.dirs"] == str(tmp_path)
+
+
+def test_kafka_holds_only_the_scram_listeners_to_acls(tmp_path: Path) -> None:
+    settings = _properties(server_properties(tmp_path))
+    protocols = dict(
+        item.split(":") for item in settings["listener.security.protocol.map"].split(",")
+    )
+    assert protocols["SCRAM"] == protocols["PODS_SCRAM"] == "SASL_PLAINTEXT"
+    assert protocols["PLAINTEXT"] == protocols["PODS"] == "PLAINTEXT"
+    assert settings["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert settings["super.users"] == "User:ANONYMOUS"
+    # Without a login module per SASL listener and mechanism the broker refuses to start.
+    for listener in ("scram", "pods_scram"):
+        for mechanism in ("scram-sha-512", "scram-sha-256"):
+            assert (
+                "ScramLoginModule"
+                in settings[f"listener.name.{listener}.{mechanism}.sasl.jaas.config"]
+            )
 
 
 def test_kraft_cluster_id_is_22_urlsafe_characters() -> None:
