@@ -99,6 +99,33 @@ class Pools:
 
 
 @dataclass(frozen=True)
+class NetworkPolicy:
+    """Where the platform's services are, for the NetworkPolicies of each pipeline namespace
+    (children.network_policy): the peers pipeline pods may reach, and who may reach them.
+    Off by default until they are proven under an enforcing engine (docs/security.md)."""
+
+    enabled: bool = False
+    # The namespace of the platform's pods (Kafka, HDFS, the metastore, the registry); empty:
+    # the operator's. Services outside the cluster are reached through `platformCidrs`.
+    platform_namespace: str = ""
+    platform_cidrs: list[str] = field(default_factory=list)
+    # Ports the URLs in kafka and storage do not name: DataNode transfer and HTTP.
+    extra_platform_ports: list[int] = field(default_factory=lambda: [9866, 9864])
+    # The API server (the Spark driver creates its executors, the dashboard lists pipelines).
+    api_server_cidrs: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
+    api_server_ports: list[int] = field(default_factory=lambda: [443, 6443])
+    # The exchange's websocket and REST endpoints, for the producers.
+    exchange_cidrs: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
+    exchange_ports: list[int] = field(default_factory=lambda: [443, 9443])
+    # Cluster DNS: the ports its pods listen on (after the Service's port mapping).
+    dns_ports: list[int] = field(default_factory=lambda: [53])
+    # Who may scrape the metrics ports besides the operator (Prometheus's namespace).
+    metrics_namespaces: list[str] = field(default_factory=lambda: ["monitoring"])
+    # Who may open the dashboards: the Ingress controller's namespace.
+    dashboard_namespaces: list[str] = field(default_factory=lambda: ["ingress-nginx"])
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     images: Images = field(default_factory=Images)
     kafka: Kafka = field(default_factory=Kafka)
@@ -108,6 +135,7 @@ class PlatformConfig:
     scheduling: Scheduling = field(default_factory=Scheduling)
     freshness: Freshness = field(default_factory=Freshness)
     pools: Pools = field(default_factory=Pools)
+    network_policy: NetworkPolicy = field(default_factory=NetworkPolicy)
     ingress_class: str = ""
     resync_seconds: float = 30.0
     operator_namespace: str = "default"

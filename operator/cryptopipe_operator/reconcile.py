@@ -20,12 +20,14 @@ from cryptopipe_operator.children import (
     DEPLOYMENT,
     INGRESS,
     JOB,
+    NETWORK_POLICY,
     POD,
     SERVICE,
     SPARK_APPLICATION,
     Kind,
     aggregator,
     dashboard,
+    network_policy,
     pool,
     predictor,
     producer,
@@ -46,8 +48,16 @@ from cryptopipe_operator.scrape import (
     read_metrics,
     rfc3339,
 )
-from cryptopipe_schemas.crd import pipeline_path
-from cryptopipe_schemas.spec import KIND, CryptoPipelineSpec, SpecError, parse_spec
+from cryptopipe_schemas.crd import API_PATH as CRD_API_PATH
+from cryptopipe_schemas.crd import PLURAL, pipeline_path
+from cryptopipe_schemas.spec import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    CryptoPipelineSpec,
+    SpecError,
+    parse_spec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +312,64 @@ def leave_other_pools(
             outcome.deleted.append(f"{kind_name}/{child}")
 
 
+def namespace_owner_references(bodies: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every live pipeline of the namespace, none the controller: the namespace's policies go
+    with the last of them, and never before."""
+    return [
+        {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": KIND,
+            "name": b["metadata"]["name"],
+            "uid": b["metadata"]["uid"],
+            "controller": False,
+            "blockOwnerDeletion": False,
+        }
+        for b in sorted(bodies, key=lambda b: str(b["metadata"]["uid"]))
+        if not b["metadata"].get("deletionTimestamp")
+    ]
+
+
+def reconcile_network_policies(
+    body: Mapping[str, Any],
+    kube: Kube,
+    config: PlatformConfig,
+    emit: Emit,
+    outcome: Outcome,
+) -> None:
+    """The namespace's NetworkPolicies, as every pipeline there wants them (idempotent: each
+    pipeline's reconcile runs it with the same inputs and, at rest, writes nothing). The owners
+    come from the API server, not from the siblings this process has seen: an operator that
+    just started knows only some, and would take the others' ownership away."""
+    namespace = body["metadata"]["namespace"]
+    selector = (
+        f"{network_policy.SCOPE_LABEL}={network_policy.SCOPE},"
+        f"app.kubernetes.io/managed-by={MANAGED_BY}"
+    )
+    live = {
+        obj["metadata"]["name"]: obj for obj in kube.list(NETWORK_POLICY.path(namespace), selector)
+    }
+    desired = network_policy.desired(namespace, config)
+    pipelines = kube.list(f"{CRD_API_PATH}/namespaces/{namespace}/{PLURAL}", "")
+    uid = body["metadata"]["uid"]
+    references = namespace_owner_references(
+        [body, *(p for p in pipelines if p["metadata"]["uid"] != uid)]
+    )
+    for manifest in desired:
+        manifest["metadata"]["ownerReferences"] = references
+        name = manifest["metadata"]["name"]
+        paths = _pool_drift(manifest, live.get(name))
+        if not paths:
+            continue
+        kube.apply(NETWORK_POLICY.path(namespace, name), manifest)
+        verb = "Created" if paths == ["(missing)"] else "Restored"
+        outcome.applied.append(f"NetworkPolicy/{name}")
+        emit("Normal", verb, f"{verb.lower()} NetworkPolicy {name} ({', '.join(paths[:3])})")
+    wanted = {m["metadata"]["name"] for m in desired}
+    for name in sorted(set(live) - wanted):
+        kube.delete(NETWORK_POLICY.path(namespace, name))
+        outcome.deleted.append(f"NetworkPolicy/{name}")
+
+
 def reconcile(
     body: Mapping[str, Any],
     kube: Kube,
@@ -386,6 +454,7 @@ def reconcile(
         if view is not None:
             live.update(reconcile_pool(view, kube, config, emit, outcome))
         leave_other_pools(uid, view, kube, namespace, siblings, config, emit, outcome)
+        reconcile_network_policies(body, kube, config, emit, outcome)
 
     def one(kind: Kind, child_name: str) -> dict[str, Any] | None:
         return live.get((kind.kind, child_name))

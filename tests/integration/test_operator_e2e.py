@@ -195,6 +195,7 @@ def installed_operator(
         "platform": {
             "scheduling": {"tolerations": [TOLERATION], "nodeSelector": SELECTOR},
             "freshness": {"enabled": False},
+            "networkPolicy": {"enabled": True, "platformCidrs": ["10.242.0.1/32"]},
         },
     }
     values_file = home / "values.yaml"
@@ -779,6 +780,12 @@ def owner_uids(obj: dict[str, Any]) -> set[str]:
     return {ref["uid"] for ref in refs}
 
 
+def namespace_policies(kube: Kube, ns: str) -> dict[str, set[str]]:
+    """The operator's NetworkPolicies in `ns`, each with the uids of its owners."""
+    items = kube.get("networkpolicies", "-n", ns, "-l", "cryptopipe.io/scope=namespace")["items"]
+    return {p["metadata"]["name"]: owner_uids(p) for p in items}
+
+
 def test_a_pool_serves_its_pipelines_with_one_producer_and_one_aggregator(
     kube: Kube, release: dict[str, Any], namespace: str
 ) -> None:
@@ -809,6 +816,12 @@ def test_a_pool_serves_its_pipelines_with_one_producer_and_one_aggregator(
             and c
         ),
     )
+    # The namespace's NetworkPolicies, written through the chart's RBAC, owned by every pipeline.
+    policies = wait_for(
+        "the namespace's NetworkPolicies, owned by the three pipelines",
+        lambda: (p := namespace_policies(kube, ns)) and all(o == uids() for o in p.values()) and p,
+    )
+    assert "cryptopipe-default-deny" in policies and len(policies) == 8, sorted(policies)
     members_map = found[("ConfigMap", "majors-members-pool")]["data"]
     assert sorted(members_map) == ["btc.yaml", "eth.yaml", "sol.yaml"]
     assert "symbol: ETHUSDT" in members_map["eth.yaml"]
@@ -909,6 +922,20 @@ def test_a_pool_serves_its_pipelines_with_one_producer_and_one_aggregator(
         ),
         30,
     )
+    wait_for(
+        "the NetworkPolicies owned by btc and eth only",
+        lambda: all(o == remaining for o in namespace_policies(kube, ns).values()),
+        30,
+    )
     # The last one goes: garbage collection takes the pool's children.
     kube.kubectl("delete", "cpl", "btc", "-n", ns)
     wait_for("the pool's children gone", lambda: not pool_children(kube, ns, "majors"), 90)
+    # The namespace's policies stay for eth, then go with the namespace's last pipeline.
+    eth = kube.get("cpl", "eth", "-n", ns)["metadata"]["uid"]
+    wait_for(
+        "the NetworkPolicies owned by eth",
+        lambda: all(o == {eth} for o in namespace_policies(kube, ns).values()),
+        30,
+    )
+    kube.kubectl("delete", "cpl", "eth", "-n", ns)
+    wait_for("the NetworkPolicies gone", lambda: not namespace_policies(kube, ns), 90)

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from cryptopipe_operator import children, pools
+from cryptopipe_operator.children import network_policy
 from cryptopipe_operator.children import pool as pool_children
-from cryptopipe_operator.config import PlatformConfig
+from cryptopipe_operator.config import NetworkPolicy, PlatformConfig
 from cryptopipe_testbed import kubeconform, upstream_crds
 from cryptopipe_testbed.components.kube import Kubernetes
 from operator_support import CONFIG, pipeline
@@ -77,4 +78,14 @@ def test_a_pools_children_are_valid(schemas: tuple[Path, Path], config: Platform
     assert view is not None
     built = pool_children.desired(view.pool, config)
     assert "SparkApplication" in {m["kind"] for m in built}
+    _assert_valid(built, schemas)
+
+
+def test_a_namespaces_network_policies_are_valid(schemas: tuple[Path, Path]) -> None:
+    config = dataclasses.replace(
+        CONFIG,
+        network_policy=NetworkPolicy(enabled=True, platform_cidrs=["10.242.0.1/32"]),
+    )
+    built = network_policy.desired("team", config)
+    assert {m["kind"] for m in built} == {"NetworkPolicy"}
     _assert_valid(built, schemas)

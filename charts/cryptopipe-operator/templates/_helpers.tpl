@@ -80,7 +80,7 @@ the verbs it uses (list to read children, create/patch for server-side apply, de
   resources: [jobs, cronjobs]
   verbs: [list, create, patch, delete]
 - apiGroups: [networking.k8s.io]
-  resources: [ingresses]
+  resources: [ingresses, networkpolicies]
   verbs: [list, create, patch, delete]
 - apiGroups: [kafka.strimzi.io]
   resources: [kafkatopics]

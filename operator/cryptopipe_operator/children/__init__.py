@@ -17,6 +17,7 @@ from cryptopipe_operator.children import (
     configmap,
     dashboard,
     kafka_topics,
+    network_policy,
     predictor,
     producer,
     training,
@@ -51,6 +52,8 @@ INGRESS = Kind("networking.k8s.io/v1", "Ingress", "ingresses")
 KAFKA_TOPIC = Kind(kafka_topics.API_VERSION, "KafkaTopic", "kafkatopics")
 SPARK_APPLICATION = Kind(aggregator.API_VERSION, "SparkApplication", "sparkapplications")
 POD = Kind("v1", "Pod", "pods")
+# A namespace's, not a pipeline's (network_policy): reconciled beside the pipeline's children.
+NETWORK_POLICY = Kind(network_policy.API_VERSION, "NetworkPolicy", "networkpolicies")
 
 CHILD_KINDS = (
     CONFIG_MAP, KAFKA_TOPIC, SERVICE, DEPLOYMENT, SPARK_APPLICATION, JOB, CRON_JOB, INGRESS,
