@@ -44,6 +44,13 @@ class Kafka:
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = ""
     auth_secret: str = ""
+    # With SCRAM: the operator creates one user per component of each pool (or dedicated
+    # pipeline), with ACLs limited to its own topics, through the Admin API as the admin its
+    # own environment names (CRYPTOPIPE_KAFKA_*); each component's pods then connect as their
+    # own user, from a Secret the operator writes, instead of as `authSecret`'s user.
+    manage_users: bool = False
+    # The chart's: the Secret its operator Deployment takes the admin and key from.
+    admin_secret: str = ""
 
 
 @dataclass(frozen=True)
@@ -184,6 +191,11 @@ def config_from_mapping(data: Mapping[str, Any] | None) -> PlatformConfig:
         raise ValueError(
             f"kafka: {kafka.security_protocol} needs saslMechanism (one of "
             f"{', '.join(MECHANISMS)}) and authSecret (the Secret with username and password)"
+        )
+    if kafka.manage_users and not kafka.sasl_mechanism.startswith("SCRAM-"):
+        raise ValueError(
+            "kafka.manageUsers: the operator creates SCRAM users; it needs securityProtocol "
+            "SASL_PLAINTEXT or SASL_SSL with saslMechanism SCRAM-SHA-256 or SCRAM-SHA-512"
         )
     return config
 

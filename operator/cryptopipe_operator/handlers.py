@@ -23,6 +23,7 @@ from cryptopipe_operator.kube import ApiError, Kube
 from cryptopipe_operator.metrics import Metrics
 from cryptopipe_operator.pools import shared_pool
 from cryptopipe_operator.reconcile import reconcile
+from cryptopipe_operator.user_manager import KafkaUserManager
 from cryptopipe_schemas.crd import PLURAL
 from cryptopipe_schemas.spec import API_GROUP, API_VERSION, SpecError, parse_spec
 
@@ -35,6 +36,7 @@ class State:
     kube: Kube
     config: PlatformConfig
     metrics: Metrics
+    kafka_users: KafkaUserManager | None = None
     started: threading.Event = field(default_factory=threading.Event)
     pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)  # uid -> latest body
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
@@ -115,6 +117,7 @@ def reconcile_one(state: State, body: Mapping[str, Any]) -> None:
                 ),
                 adopt=lambda objs, owner: kopf.adopt(objs, owner=cast(Any, dict(owner))),
                 siblings=state.siblings(meta["namespace"]),
+                users=state.kafka_users,
             )
             if outcome.status_written:
                 with state._guard:

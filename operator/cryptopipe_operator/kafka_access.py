@@ -10,7 +10,7 @@ own provider).
   source's dead-letter topic; writes under its transactional id.
 - aggregator: reads the trades topics (Spark's generated consumer groups, by prefix); writes and
   creates the candles topics of its intervals.
-- predictor: reads the candles topics of the model interval (its own group); writes and creates
+- predictor: reads the candles topics of the model intervals (its own group); writes and creates
   the forecasts topics.
 - dashboard: only reads (and describes) the trades, candles and forecasts topics; it assigns
   partitions itself, so it needs no group.
@@ -24,15 +24,18 @@ from enum import StrEnum
 
 from kafka.admin import (
     ACL,
+    ACLFilter,
     ACLOperation,
     ACLPermissionType,
     ACLResourcePatternType,
     KafkaAdminClient,
     ResourcePattern,
+    ResourcePatternFilter,
     ResourceType,
     ScramMechanism,
     UserScramCredentialUpsertion,
 )
+from kafka.errors import NoError
 
 from cryptopipe_schemas import topics
 
@@ -55,7 +58,7 @@ class Scope:
 
     symbols: tuple[str, ...]
     intervals: tuple[str, ...]  # every candle interval of these symbols
-    model_interval: str
+    model_intervals: tuple[str, ...]  # the model intervals of these symbols' pipelines
     source: str  # the dead-letter topic's source name, e.g. binance
     transactional_id: str
     predictor_group: str
@@ -77,7 +80,7 @@ def grants(role: Role, scope: Scope) -> list[Grant]:
     """Every ACL (allow) of one role's user, sorted; nothing else is allowed."""
     trades = [topics.trades(s) for s in scope.symbols]
     candles = [topics.candles(i, s) for s in scope.symbols for i in scope.intervals]
-    model_candles = [topics.candles(scope.model_interval, s) for s in scope.symbols]
+    model_candles = [topics.candles(i, s) for s in scope.symbols for i in scope.model_intervals]
     forecasts = [topics.forecasts(s) for s in scope.symbols]
     out: list[Grant] = []
     if role is Role.PRODUCER:
@@ -149,3 +152,54 @@ def apply(
     result = admin.create_acls(acls(user, given))
     if result.get("failed"):
         raise AccessError(f"Kafka refused ACLs of {user}: {result['failed']}")
+
+
+def _key(acl: ACL) -> tuple[str, str, str, str, str]:
+    pattern = acl.resource_pattern
+    return (
+        acl.operation.name,
+        acl.permission_type.name,
+        pattern.resource_type.name,
+        pattern.resource_name,
+        pattern.pattern_type.name,
+    )
+
+
+def _failed(error: object) -> bool:
+    """kafka-python answers NoError (the class or an instance) on success."""
+    if error is None or error is NoError or isinstance(error, NoError):
+        return False
+    return bool(getattr(error, "errno", 1))
+
+
+def revoke_others(admin: KafkaAdminClient, user: str, given: Iterable[Grant]) -> int:
+    """Delete `user`'s ACLs that `given` no longer holds (a symbol that left its pool); how
+    many were deleted."""
+    wanted = {_key(acl) for acl in acls(user, given)}
+    everything = ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY)
+    found, error = admin.describe_acls(
+        ACLFilter(f"User:{user}", None, ACLOperation.ANY, ACLPermissionType.ANY, everything)
+    )
+    if _failed(error):
+        raise AccessError(f"Kafka refused to describe the ACLs of {user}: {error}")
+    stale = [acl for acl in found if _key(acl) not in wanted]
+    if not stale:
+        return 0
+    filters = [
+        ACLFilter(
+            acl.principal,
+            acl.host,
+            acl.operation,
+            acl.permission_type,
+            ResourcePatternFilter(
+                acl.resource_pattern.resource_type,
+                acl.resource_pattern.resource_name,
+                acl.resource_pattern.pattern_type,
+            ),
+        )
+        for acl in stale
+    ]
+    for _, _, failure in admin.delete_acls(filters):
+        if _failed(failure):
+            raise AccessError(f"Kafka refused to delete an ACL of {user}: {failure}")
+    return len(stale)

@@ -20,6 +20,7 @@ from cryptopipe_operator.kube import Kube, load_api_client
 from cryptopipe_operator.leader import LeaderElection
 from cryptopipe_operator.metrics import Metrics, serve
 from cryptopipe_operator.platform_probe import PlatformCollector, endpoints
+from cryptopipe_operator.user_manager import KafkaUserManager
 from cryptopipe_schemas import logs
 from cryptopipe_schemas.flags import add_log_level, entry_parser
 
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics.requests = lambda: dict(kube.requests)
     metrics.writes = kube.writes
     metrics.registry.register(PlatformCollector(endpoints(config)))
-    state = State(kube, config, metrics)
+    state = State(kube, config, metrics, KafkaUserManager.from_environment(config))
     stop = threading.Event()
     election = LeaderElection(kube, args.operator_namespace, args.lease_name, args.identity)
 

@@ -48,6 +48,7 @@ from cryptopipe_operator.scrape import (
     read_metrics,
     rfc3339,
 )
+from cryptopipe_operator.user_manager import KafkaUserManager
 from cryptopipe_schemas.crd import API_PATH as CRD_API_PATH
 from cryptopipe_schemas.crd import PLURAL, pipeline_path
 from cryptopipe_schemas.spec import (
@@ -55,6 +56,7 @@ from cryptopipe_schemas.spec import (
     API_VERSION,
     KIND,
     CryptoPipelineSpec,
+    Isolation,
     SpecError,
     parse_spec,
 )
@@ -219,7 +221,12 @@ def _pool_live(kube: Kube, namespace: str, pool_name: str) -> dict[tuple[str, st
 
 
 def reconcile_pool(
-    view: pools.PoolView, kube: Kube, config: PlatformConfig, emit: Emit, outcome: Outcome
+    view: pools.PoolView,
+    kube: Kube,
+    config: PlatformConfig,
+    emit: Emit,
+    outcome: Outcome,
+    users: KafkaUserManager | None = None,
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """Put the pool's shared children where they should be; return them as they are now.
 
@@ -246,6 +253,8 @@ def reconcile_pool(
         kube.delete(children.BY_KIND[key[0]].path(namespace, key[1]))
         del live[key]
         outcome.deleted.append(f"{key[0]}/{key[1]}")
+    if users is not None and desired:
+        outcome.applied += users.ensure(view.pool, references, kube, emit)
     admit_training(view, kube, config, emit, outcome)
     return live
 
@@ -291,6 +300,7 @@ def leave_other_pools(
     config: PlatformConfig,
     emit: Emit,
     outcome: Outcome,
+    users: KafkaUserManager | None = None,
 ) -> None:
     """A pipeline that moved out of a pool (to another, or to dedicated) no longer owns its
     children: the pool is reconciled again without it, and goes if it was the last."""
@@ -305,7 +315,7 @@ def leave_other_pools(
         others = [b for b in siblings if b["metadata"]["uid"] != uid]
         remaining = pools.pool_view(namespace, name, others, {})
         if remaining is not None:
-            reconcile_pool(remaining, kube, config, emit, outcome)
+            reconcile_pool(remaining, kube, config, emit, outcome, users)
             continue
         for (kind_name, child), _ in _pool_live(kube, namespace, name).items():
             kube.delete(children.BY_KIND[kind_name].path(namespace, child))
@@ -377,6 +387,7 @@ def reconcile(
     emit: Emit,
     adopt: Callable[[list[dict[str, Any]], Mapping[str, Any]], None],
     siblings: Sequence[Mapping[str, Any]] = (),
+    users: KafkaUserManager | None = None,
 ) -> Outcome:
     meta = body["metadata"]
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
@@ -451,9 +462,15 @@ def reconcile(
                 del live[key]
                 outcome.deleted.append(f"{key[0]}/{key[1]}")
                 emit("Normal", "Deleted", f"deleted {key[0]} {key[1]}: no longer part of the spec")
+        if users is not None and spec.isolation is Isolation.DEDICATED:
+            controller = [{
+                "apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, "name": name,
+                "uid": uid, "controller": True, "blockOwnerDeletion": True,
+            }]  # fmt: skip
+            outcome.applied += users.ensure(pipeline, controller, kube, emit)
         if view is not None:
-            live.update(reconcile_pool(view, kube, config, emit, outcome))
-        leave_other_pools(uid, view, kube, namespace, siblings, config, emit, outcome)
+            live.update(reconcile_pool(view, kube, config, emit, outcome, users))
+        leave_other_pools(uid, view, kube, namespace, siblings, config, emit, outcome, users)
         reconcile_network_policies(body, kube, config, emit, outcome)
 
     def one(kind: Kind, child_name: str) -> dict[str, Any] | None:

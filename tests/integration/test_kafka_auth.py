@@ -92,7 +92,7 @@ def scope_of(traded: str) -> Scope:
     return Scope(
         symbols=(traded,),
         intervals=("1h",),
-        model_interval="1h",
+        model_intervals=("1h",),
         source="replay",
         transactional_id=f"cryptopipe-producer.replay.{traded.lower()}",
         predictor_group=f"cryptopipe-predict.{traded.lower()}",

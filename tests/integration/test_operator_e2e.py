@@ -8,11 +8,13 @@ plays Strimzi and spark-operator by writing their status; kwok runs the pods.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -25,9 +27,24 @@ from typing import Any
 
 import pytest
 import yaml
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import (
+    ACLFilter,
+    ACLOperation,
+    ACLPermissionType,
+    ACLResourcePatternType,
+    KafkaAdminClient,
+    NewTopic,
+    ResourcePatternFilter,
+    ResourceType,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
+from kafka.errors import TopicAuthorizationFailedError
 from net_support import free_port
 from node_support import wait_for
 
+from cryptopipe_schemas import topics
 from cryptopipe_testbed import upstream_crds
 from cryptopipe_testbed.components.kube import (
     FAKE_NODE_LABEL,
@@ -93,7 +110,9 @@ class Operator:
         lease: str,
         log: Path,
         namespaces: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
+        self.env = {**os.environ, **(env or {})}
         self.argv = [
             sys.executable,
             "-m",
@@ -117,6 +136,7 @@ class Operator:
         self.identity = f"test-{uuid.uuid4().hex[:6]}"
         self.process = subprocess.Popen(
             [*self.argv, f"--metrics-port={self.port}", f"--identity={self.identity}"],
+            env=self.env,
             stdout=handle,
             stderr=subprocess.STDOUT,
         )
@@ -179,7 +199,11 @@ def kube(testbed: Any) -> Kube:
 
 @contextlib.contextmanager
 def installed_operator(
-    kube: Kube, fullname: str, watch_namespaces: list[str] | None = None
+    kube: Kube,
+    fullname: str,
+    watch_namespaces: list[str] | None = None,
+    platform: dict[str, Any] | None = None,
+    operator_env: dict[str, str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """`helm install` the chart into a fresh namespace and run the operator as its
     ServiceAccount, with exactly the arguments the chart's Deployment would give it."""
@@ -196,6 +220,7 @@ def installed_operator(
             "scheduling": {"tolerations": [TOLERATION], "nodeSelector": SELECTOR},
             "freshness": {"enabled": False},
             "networkPolicy": {"enabled": True, "platformCidrs": ["10.242.0.1/32"]},
+            **(platform or {}),
         },
     }
     values_file = home / "values.yaml"
@@ -235,7 +260,13 @@ def installed_operator(
     config.write_text(cm["data"]["platform.yaml"])
     kubeconfig = service_account_kubeconfig(ns, fullname, home / "sa-kubeconfig.yaml")
     operator = Operator(
-        kubeconfig, config, ns, fullname, home / "operator.log", watch_namespaces or []
+        kubeconfig,
+        config,
+        ns,
+        fullname,
+        home / "operator.log",
+        watch_namespaces or [],
+        operator_env,
     )
     operator.start()
     try:
@@ -939,3 +970,156 @@ def test_a_pool_serves_its_pipelines_with_one_producer_and_one_aggregator(
     )
     kube.kubectl("delete", "cpl", "eth", "-n", ns)
     wait_for("the NetworkPolicies gone", lambda: not namespace_policies(kube, ns), 90)
+
+
+def secret_values(kube: Kube, ns: str, name: str) -> dict[str, str]:
+    found = kube.get("secret", name, "-n", ns)
+    if not found:
+        return {}
+    return {key: base64.b64decode(value).decode() for key, value in found["data"].items()}
+
+
+def acl_topics(root: KafkaAdminClient, user: str) -> set[str]:
+    """The topics `user` holds an ACL on, as the broker answers (asked as its super user)."""
+    topics_only = ResourcePatternFilter(ResourceType.TOPIC, None, ACLResourcePatternType.ANY)
+    found, _ = root.describe_acls(
+        ACLFilter(f"User:{user}", None, ACLOperation.ANY, ACLPermissionType.ANY, topics_only)
+    )
+    return {acl.resource_pattern.resource_name for acl in found}
+
+
+def test_each_component_connects_to_kafka_as_its_own_user(
+    kube: Kube, release: dict[str, Any], testbed: Any
+) -> None:
+    """kafka.manageUsers on the test bed's SCRAM listener: the operator, as the platform's
+    Kafka admin, makes one user per component with its ACLs, and writes each a Secret its
+    pods read; Kafka itself then allows each user its own topics and nothing else, and takes
+    back a symbol's ACLs when it leaves its pool."""
+    brokers = testbed.ensure("kafka")
+    admin_user, admin_password = brokers["CRYPTOPIPE_KAFKA_SCRAM_ADMIN"], secrets.token_urlsafe(16)
+    root = KafkaAdminClient(bootstrap_servers=brokers["CRYPTOPIPE_KAFKA_BOOTSTRAP"])
+    mechanism = ScramMechanism.SCRAM_SHA_512
+    root.alter_user_scram_credentials(
+        [UserScramCredentialUpsertion(admin_user, mechanism, admin_password)]
+    )
+    scram = brokers["CRYPTOPIPE_KAFKA_SCRAM_BOOTSTRAP"]
+    platform = {
+        "kafka": {
+            "mode": "external",
+            "bootstrapServers": scram,
+            "securityProtocol": "SASL_PLAINTEXT",
+            "saslMechanism": "SCRAM-SHA-512",
+            "authSecret": "kafka-client",
+            "manageUsers": True,
+            "adminSecret": "kafka-admin",
+        }
+    }
+    admin_env = {
+        "CRYPTOPIPE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "CRYPTOPIPE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "CRYPTOPIPE_KAFKA_USERNAME": admin_user,
+        "CRYPTOPIPE_KAFKA_PASSWORD": admin_password,
+        "CRYPTOPIPE_KAFKA_USER_KEY": secrets.token_urlsafe(24),
+    }
+    ns = f"cpo-users-{uuid.uuid4().hex[:6]}"
+    solo, first, second = (f"U{uuid.uuid4().hex[:6].upper()}USDT" for _ in range(3))
+    kube.kubectl("create", "namespace", ns)
+    release["operator"].stop()  # the module's cluster-wide operator would act here too
+    try:
+        fullname = f"cpo-users-{uuid.uuid4().hex[:6]}"  # its ClusterRoles are named after it
+        with installed_operator(kube, fullname, [ns], platform, admin_env) as installed:
+            sa = f"system:serviceaccount:{installed['ns']}:{fullname}"
+
+            def can(*args: str) -> bool:
+                answer = kube.kubectl("auth", "can-i", *args, f"--as={sa}", check=False)
+                return answer.stdout.strip() == "yes"
+
+            # It writes Secrets and may never read one.
+            assert can("create", "secrets", "-n", ns) and can("patch", "secrets", "-n", ns)
+            assert not can("get", "secrets", "-n", ns) and not can("list", "secrets", "-n", ns)
+            kube.apply(pool_member("solo", solo), ns)
+            shared = {"isolation": "shared", "pool": "team"}
+            kube.apply(pool_member("first", first, **shared), ns)
+            kube.apply(pool_member("second", second, **shared), ns)
+            roles = ("producer", "aggregator", "predictor", "dashboard")
+            wait_for(
+                "every component's Secret",
+                lambda: (
+                    all(secret_values(kube, ns, f"solo-kafka-{r}") for r in roles)
+                    and all(secret_values(kube, ns, f"team-kafka-{r}-pool") for r in roles)
+                ),
+                60,
+            )
+            producer = secret_values(kube, ns, "solo-kafka-producer")
+            assert producer["username"] == f"cryptopipe.{ns}.solo.producer"
+            deployment = kube.get("deployment", "solo-producer", "-n", ns)
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            refs = {
+                e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+                for e in container["env"]
+                if "valueFrom" in e
+            }
+            assert refs["CRYPTOPIPE_KAFKA_USERNAME"] == "solo-kafka-producer"
+            assert refs["CRYPTOPIPE_KAFKA_PASSWORD"] == "solo-kafka-producer"
+            args = container["args"]
+            assert args[args.index("--transactional-id") + 1] == f"cryptopipe-producer.{ns}.solo"
+
+            # Kafka itself: the producer's user creates and writes its trades topic only.
+            def as_user(values: dict[str, str]) -> dict[str, Any]:
+                return {
+                    "bootstrap_servers": scram,
+                    "security_protocol": "SASL_PLAINTEXT",
+                    "sasl_mechanism": "SCRAM-SHA-512",
+                    "sasl_plain_username": values["username"],
+                    "sasl_plain_password": values["password"],
+                }
+
+            own = topics.trades(solo)
+            producer_admin = KafkaAdminClient(**as_user(producer))
+            try:
+                producer_admin.create_topics([NewTopic(own, 1, 1)])
+                with pytest.raises(TopicAuthorizationFailedError):
+                    producer_admin.create_topics([NewTopic(topics.trades(first), 1, 1)])
+            finally:
+                producer_admin.close()
+            writer = KafkaProducer(**as_user(producer))
+            try:
+                writer.send(own, b"a trade").get(30)
+                with pytest.raises(TopicAuthorizationFailedError):
+                    writer.send(topics.candles("1m", solo), b"not mine").get(30)
+            finally:
+                writer.close()
+            # The dashboard's user reads that topic and may not write it.
+            dashboard = secret_values(kube, ns, "solo-kafka-dashboard")
+            reader = KafkaConsumer(**as_user(dashboard), consumer_timeout_ms=10_000)
+            try:
+                reader.assign([TopicPartition(own, 0)])
+                reader.seek_to_beginning()
+                assert [record.value for record in reader] == [b"a trade"]
+            finally:
+                reader.close()
+            # Not idempotent: a user with no WRITE anywhere is refused a producer id before any
+            # topic is asked for; this way Kafka answers for the topic itself.
+            intruder = KafkaProducer(**as_user(dashboard), enable_idempotence=False)
+            try:
+                with pytest.raises(TopicAuthorizationFailedError):
+                    intruder.send(own, b"forged").get(30)
+            finally:
+                intruder.close()
+
+            # The pool's producer user holds both members' trades; one leaves, its ACLs go.
+            pool_user = secret_values(kube, ns, "team-kafka-producer-pool")["username"]
+            assert pool_user == f"cryptopipe.{ns}.pool-team.producer"
+            both = {topics.trades(first), topics.trades(second), topics.deadletter("binance")}
+            wait_for("the pool user's ACLs", lambda: acl_topics(root, pool_user) == both, 30)
+            kube.kubectl("delete", "cpl", "second", "-n", ns)
+            wait_for(
+                "second's ACLs revoked",
+                lambda: acl_topics(root, pool_user) == both - {topics.trades(second)},
+                60,
+            )
+            wait_for("writes to settle", lambda: writes_settle(installed["operator"]), 60)
+    finally:
+        root.close()
+        kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        release["operator"].start()

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from cryptopipe_operator import children, pools
-from cryptopipe_operator.children import network_policy
+from cryptopipe_operator.children import kafka_users, network_policy
 from cryptopipe_operator.children import pool as pool_children
 from cryptopipe_operator.config import NetworkPolicy, PlatformConfig
 from cryptopipe_testbed import kubeconform, upstream_crds
@@ -88,4 +88,15 @@ def test_a_namespaces_network_policies_are_valid(schemas: tuple[Path, Path]) -> 
     )
     built = network_policy.desired("team", config)
     assert {m["kind"] for m in built} == {"NetworkPolicy"}
+    _assert_valid(built, schemas)
+
+
+def test_a_managed_kafka_users_secrets_and_clients_are_valid(schemas: tuple[Path, Path]) -> None:
+    config = dataclasses.replace(
+        SASL_SSL, kafka=dataclasses.replace(SASL_SSL.kafka, manage_users=True)
+    )
+    owner = pipeline({"symbol": "BTCUSDT", "dashboard": {"enabled": True}})
+    built = children.desired(owner, config)
+    built += [kafka_users.secret(owner, role, b"k" * 32) for role in kafka_users.ROLES]
+    assert sum(m["kind"] == "Secret" for m in built) == 4
     _assert_valid(built, schemas)

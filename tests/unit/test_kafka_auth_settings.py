@@ -70,7 +70,7 @@ def test_incomplete_or_unknown_settings_never_fall_back_to_plaintext(
 SCOPE = Scope(
     symbols=("BTCUSDT", "ETHUSDT"),
     intervals=("1m", "1h"),
-    model_interval="1h",
+    model_intervals=("1h",),
     source="binance",
     transactional_id="cryptopipe-producer.pool.team.majors",
     predictor_group="cryptopipe-predict.pool.team.majors",

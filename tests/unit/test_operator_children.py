@@ -380,6 +380,22 @@ def test_every_kafka_client_and_only_they_get_the_platforms_kafka_credentials() 
     )
 
 
+def test_with_managed_kafka_users_the_entry_points_take_the_ids_their_acls_name() -> None:
+    kafka = dataclasses.replace(
+        CONFIG.kafka,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-256",
+        auth_secret="kafka-client",
+        manage_users=True,
+    )
+    objs = children.desired(
+        pipeline({"dashboard": {"enabled": True}}), dataclasses.replace(CONFIG, kafka=kafka)
+    )
+    options = kafka_client_options(objs)
+    assert options["producer"].transactional_id == "cryptopipe-producer.team.btc"
+    assert options["predictor"].group_id == "cryptopipe-predict.team.btc"
+
+
 def test_sasl_without_a_secret_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match=r"SASL_SSL needs saslMechanism .* and authSecret"):
         config_from_mapping({"kafka": {"securityProtocol": "SASL_SSL"}})

@@ -120,6 +120,51 @@ def test_operator_chart_validates_too(helm: str, schemas: tuple[Path, Path]) -> 
     assert result.returncode == 0 and not result.problems, result.problems or result.stderr
 
 
+MANAGED_USERS = [
+    "--set", "platform.kafka.mode=external",
+    "--set", "platform.kafka.securityProtocol=SASL_SSL",
+    "--set", "platform.kafka.saslMechanism=SCRAM-SHA-512",
+    "--set", "platform.kafka.authSecret=kafka-client",
+    "--set", "platform.kafka.manageUsers=true",
+    "--set", "platform.kafka.adminSecret=kafka-admin",
+]  # fmt: skip
+
+
+def test_an_operator_managing_kafka_users_gets_its_admin_and_writes_secrets_only(
+    helm: str, schemas: tuple[Path, Path]
+) -> None:
+    manifests = render_text(helm, *MANAGED_USERS, chart=OPERATOR_CHART)
+    result = kubeconform.validate(manifests, *schemas, strict=True)
+    assert result.returncode == 0 and not result.problems, result.problems or result.stderr
+    docs = [d for d in yaml.safe_load_all(manifests) if d]
+    (deployment,) = by_kind(docs, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    for variable, key in (
+        ("USERNAME", "username"),
+        ("PASSWORD", "password"),
+        ("USER_KEY", "user-key"),
+    ):
+        assert env[f"CRYPTOPIPE_KAFKA_{variable}"]["valueFrom"] == {
+            "secretKeyRef": {"name": "kafka-admin", "key": key}
+        }
+    assert env["CRYPTOPIPE_KAFKA_CA_FILE"]["value"] == "/etc/cryptopipe-operator/kafka/ca.crt"
+    secret_rules = [
+        rule
+        for role in by_kind(docs, "ClusterRole")
+        for rule in role["rules"]
+        if "secrets" in rule["resources"]
+    ]
+    assert secret_rules and all(rule["verbs"] == ["create", "patch"] for rule in secret_rules)
+    plain = [d for d in yaml.safe_load_all(render_text(helm, chart=OPERATOR_CHART)) if d]
+    assert not [
+        rule
+        for role in by_kind(plain, "ClusterRole")
+        for rule in role["rules"]
+        if "secrets" in rule["resources"]
+    ]
+
+
 def test_strimzi_kafka_is_kraft_with_one_dual_role_pool_and_the_topic_operator(helm: str) -> None:
     docs = render(helm, "-f", str(CHART / "values-kind.yaml"))
     kafka = one(docs, "Kafka", "cryptopipe")
@@ -206,6 +251,22 @@ def test_an_external_registry_without_its_url_is_refused(helm: str) -> None:
     result = run_helm(helm, "template", "cp", str(CHART), *flags, check=False)
     assert result.returncode != 0
     assert "schemaRegistry.external.url is required" in result.stderr
+
+
+def test_managed_kafka_users_reach_the_operator_and_need_an_admin(helm: str) -> None:
+    scram = [*EXTERNAL, "--set", "kafka.external.saslMechanism=SCRAM-SHA-512"]
+    managed = [*scram, "--set", "kafka.external.manageUsers=true"]
+    refused = run_helm(helm, "template", "cp", str(CHART), *managed, check=False)
+    assert refused.returncode != 0
+    assert "kafka.external.adminSecret is required with manageUsers" in refused.stderr
+    docs = render(helm, *managed, "--set", "kafka.external.adminSecret=kafka-admin")
+    info = one(docs, "ConfigMap", "cryptopipe-platform")
+    kafka = yaml.safe_load(info["data"]["operator-values.yaml"])["platform"]["kafka"]
+    assert (kafka["manageUsers"], kafka["adminSecret"]) == (True, "kafka-admin")
+    plain = yaml.safe_load(one(render(helm, *scram), "ConfigMap", "cryptopipe-platform")["data"][
+        "operator-values.yaml"
+    ])  # fmt: skip
+    assert "manageUsers" not in plain["platform"]["kafka"]
 
 
 def test_external_kafka_without_bootstrap_servers_is_refused(helm: str) -> None:

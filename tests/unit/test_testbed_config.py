@@ -53,7 +53,7 @@ def test_kafka_holds_only_the_scram_listeners_to_acls(tmp_path: Path) -> None:
     assert protocols["SCRAM"] == protocols["PODS_SCRAM"] == "SASL_PLAINTEXT"
     assert protocols["PLAINTEXT"] == protocols["PODS"] == "PLAINTEXT"
     assert settings["authorizer.class.name"].endswith("StandardAuthorizer")
-    assert settings["super.users"] == "User:ANONYMOUS"
+    assert settings["super.users"] == "User:ANONYMOUS;User:cryptopipe-admin"
     # Without a login module per SASL listener and mechanism the broker refuses to start.
     for listener in ("scram", "pods_scram"):
         for mechanism in ("scram-sha-512", "scram-sha-256"):

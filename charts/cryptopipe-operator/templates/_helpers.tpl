@@ -95,6 +95,12 @@ the verbs it uses (list to read children, create/patch for server-side apply, de
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- if .Values.platform.kafka.manageUsers }}
+- apiGroups: [""]
+  # Each component's Kafka user's Secret (kafka.manageUsers): written, never read back.
+  resources: [secrets]
+  verbs: [create, patch]
+{{- end }}
 {{- if .Values.platform.freshness.enabled }}
 - apiGroups: [""]
   # DataFresh and lastForecastTime: the producer's and predictor's /metrics through the

@@ -219,6 +219,10 @@ platform:
     saslMechanism: {{ .Values.kafka.external.saslMechanism | quote }}
     {{- end }}
     authSecret: {{ .Values.kafka.external.authSecret | quote }}
+    {{- if .Values.kafka.external.manageUsers }}
+    manageUsers: true
+    adminSecret: {{ required "kafka.external.adminSecret is required with manageUsers" .Values.kafka.external.adminSecret | quote }}
+    {{- end }}
     {{- end }}
   storage:
     hdfsUrl: {{ include "platform.hdfsUrl" . | quote }}

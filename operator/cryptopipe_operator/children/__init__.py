@@ -52,6 +52,8 @@ INGRESS = Kind("networking.k8s.io/v1", "Ingress", "ingresses")
 KAFKA_TOPIC = Kind(kafka_topics.API_VERSION, "KafkaTopic", "kafkatopics")
 SPARK_APPLICATION = Kind(aggregator.API_VERSION, "SparkApplication", "sparkapplications")
 POD = Kind("v1", "Pod", "pods")
+# Written by user_manager (kafka users), never listed: the operator may not read Secrets.
+SECRET = Kind("v1", "Secret", "secrets")
 # A namespace's, not a pipeline's (network_policy): reconciled beside the pipeline's children.
 NETWORK_POLICY = Kind(network_policy.API_VERSION, "NetworkPolicy", "networkpolicies")
 

@@ -119,7 +119,7 @@ def pod_template(owner: Owner, config: PlatformConfig, container: str) -> dict[s
         "spec": {
             "securityContext": pod_security(),
             "volumes": [spec_volume(owner), *kafka_ca_volume(config)],
-            "containers": [kafka_client(main, config)],
+            "containers": [kafka_client(main, config, owner, COMPONENT)],
             **scheduling(config),
         }
     }

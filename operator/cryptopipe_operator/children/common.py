@@ -234,19 +234,32 @@ KAFKA_CA_DIR = "/etc/cryptopipe/kafka"
 KAFKA_CA_VOLUME = "kafka-ca"
 
 
-def kafka_client_env(config: PlatformConfig) -> list[dict[str, Any]]:
+def kafka_user_secret(owner: Owner, component: str) -> str:
+    """The Secret with a component's own Kafka user (config.kafka.manageUsers)."""
+    return owner.child(f"kafka-{component}")
+
+
+def kafka_client_env(
+    config: PlatformConfig, owner: Owner | None = None, component: str = ""
+) -> list[dict[str, Any]]:
     """The CRYPTOPIPE_KAFKA_* variables of a Kafka client's container (cryptopipe_schemas.
-    kafka_auth reads them): the protocol always, the credentials from the platform's Secret."""
+    kafka_auth reads them): the protocol always; the credentials from the component's own
+    user's Secret when the operator manages users, otherwise from the platform's Secret."""
     kafka = config.kafka
     env: list[dict[str, Any]] = [
         {"name": "CRYPTOPIPE_KAFKA_SECURITY_PROTOCOL", "value": kafka.security_protocol}
     ]
     if kafka.security_protocol.startswith("SASL_"):
+        secret = kafka.auth_secret
+        if kafka.manage_users:
+            if owner is None or not component:
+                raise ValueError("a managed Kafka user belongs to one component of one owner")
+            secret = kafka_user_secret(owner, component)
         env.append({"name": "CRYPTOPIPE_KAFKA_SASL_MECHANISM", "value": kafka.sasl_mechanism})
         env += [
             {
                 "name": f"CRYPTOPIPE_KAFKA_{key.upper()}",
-                "valueFrom": {"secretKeyRef": {"name": kafka.auth_secret, "key": key}},
+                "valueFrom": {"secretKeyRef": {"name": secret, "key": key}},
             }
             for key in ("username", "password")
         ]
@@ -277,9 +290,12 @@ def kafka_ca_mount(config: PlatformConfig) -> list[dict[str, Any]]:
     return [{"name": KAFKA_CA_VOLUME, "mountPath": KAFKA_CA_DIR, "readOnly": True}]
 
 
-def kafka_client(main: dict[str, Any], config: PlatformConfig) -> dict[str, Any]:
-    """A container that talks to Kafka: its credentials' variables and CA file."""
-    main["env"] = [*main.get("env", []), *kafka_client_env(config)]
+def kafka_client(
+    main: dict[str, Any], config: PlatformConfig, owner: Owner, component: str
+) -> dict[str, Any]:
+    """A container of `owner`'s `component` that talks to Kafka: its credentials' variables
+    and CA file."""
+    main["env"] = [*main.get("env", []), *kafka_client_env(config, owner, component)]
     main["volumeMounts"] = [*main.get("volumeMounts", []), *kafka_ca_mount(config)]
     return main
 

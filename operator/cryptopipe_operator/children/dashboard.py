@@ -98,7 +98,9 @@ def deployment_of(
     }
     if isinstance(owner, Pool):
         main["volumeMounts"] = [spec_mount(owner)]
-    template = pod_template(owner, COMPONENT, [kafka_client(main, config)], config, config_hash)
+    template = pod_template(
+        owner, COMPONENT, [kafka_client(main, config, owner, COMPONENT)], config, config_hash
+    )
     if config.dashboard.service_account:
         template["spec"]["serviceAccountName"] = config.dashboard.service_account
     return deployment(owner, deployment_name, COMPONENT, template)

@@ -64,6 +64,10 @@ def transactional_id(pool: Pool) -> str:
     return f"cryptopipe-producer.pool.{pool.namespace}.{pool.name}"
 
 
+def predictor_group(pool: Pool) -> str:
+    return f"cryptopipe-predict.pool.{pool.namespace}.{pool.name}"
+
+
 def checkpoint_root(pool: Pool, config: PlatformConfig) -> str:
     base = storage_base(config.storage.hdfs_url, pool.spec.sinks.hdfs.path)
     return checkpoint_location(base, f"{pool.namespace}/pool-{pool.name}")
@@ -109,7 +113,9 @@ def build_producer(pool: Pool, config: PlatformConfig) -> dict[str, Any]:
     main["readinessProbe"] = {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5}
     # Rolls on what any member's producer reads: its symbol and source.
     config_hash = digest(*((m.name, m.spec.symbol, m.spec.source) for m in pool.members))
-    template = pod_template(pool, PRODUCER, [kafka_client(main, config)], config, config_hash)
+    template = pod_template(
+        pool, PRODUCER, [kafka_client(main, config, pool, PRODUCER)], config, config_hash
+    )
     out = deployment(pool, producer_name(pool), PRODUCER, template)
     out["spec"]["strategy"] = {"type": "Recreate"}  # never two producers of the same trades
     return out
@@ -159,7 +165,7 @@ def predictor_args(pool: Pool, config: PlatformConfig) -> list[str]:
         # Each member's registry is <root><sinks.hdfs.path>/models/<namespace>/<name>.
         "--registry-root", config.storage.hdfs_url,
         "--webhdfs-url", config.storage.webhdfs_url,
-        "--group-id", f"cryptopipe-predict.pool.{pool.namespace}.{pool.name}",
+        "--group-id", predictor_group(pool),
         "--metrics-port", str(PREDICTOR_METRICS_PORT),
         *schema_registry_args(config),
     ]  # fmt: skip
@@ -170,7 +176,7 @@ def build_predictor(pool: Pool, config: PlatformConfig) -> dict[str, Any]:
     main = predictor.predictor_container(predictor_args(pool, config), requests, config)
     main["volumeMounts"] = [spec_mount(pool)]
     # The members are not part of it: it reads the folder again as they join and leave.
-    main = kafka_client(main, config)
+    main = kafka_client(main, config, pool, predictor.COMPONENT)
     template = pod_template(pool, predictor.COMPONENT, [main], config, digest(pool.name))
     return deployment(pool, predictor_name(pool), predictor.COMPONENT, template)
 

@@ -32,7 +32,13 @@ def metrics_service_name(pipeline: Pipeline) -> str:
     return pipeline.child("predictor-metrics")
 
 
+def group_id(pipeline: Pipeline) -> str:
+    """Named after the pipeline when it has a Kafka user of its own, whose ACLs name it."""
+    return f"cryptopipe-predict.{pipeline.namespace}.{pipeline.name}"
+
+
 def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
+    own_group = ["--group-id", group_id(pipeline)] if config.kafka.manage_users else []
     return [
         "--spec", SPEC_FILE,
         "--bootstrap-servers", config.kafka.bootstrap_servers,
@@ -42,6 +48,7 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
         "--webhdfs-url", config.storage.webhdfs_url,
         "--metrics-port", str(PREDICTOR_METRICS_PORT),
         *schema_registry_args(config),
+        *own_group,
     ]  # fmt: skip
 
 
@@ -51,7 +58,7 @@ def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
     template = pod_template(
         pipeline,
         COMPONENT,
-        [kafka_client(main, config)],
+        [kafka_client(main, config, pipeline, COMPONENT)],
         config,
         digest(spec.symbol, spec.model, spec.sinks.hdfs),
     )

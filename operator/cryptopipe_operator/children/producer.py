@@ -30,6 +30,12 @@ def metrics_service_name(pipeline: Pipeline) -> str:
     return pipeline.child("producer-metrics")
 
 
+def transactional_id(pipeline: Pipeline) -> str:
+    """Named after the pipeline when it has a Kafka user of its own, whose ACLs name it; the
+    producer otherwise derives one from its source and symbol."""
+    return f"cryptopipe-producer.{pipeline.namespace}.{pipeline.name}"
+
+
 def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
     out = [
         "--spec", SPEC_FILE,
@@ -37,6 +43,8 @@ def args(pipeline: Pipeline, config: PlatformConfig) -> list[str]:
         "--metrics-port", str(PRODUCER_METRICS_PORT),
         *schema_registry_args(config),
     ]  # fmt: skip
+    if config.kafka.manage_users:
+        out += ["--transactional-id", transactional_id(pipeline)]
     if pipeline.spec.source.kind is SourceKind.REPLAY:
         # A finished replay must not exit: the Deployment would restart it in a crash loop.
         out.append("--idle-after-replay")
@@ -61,7 +69,7 @@ def build(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any]:
     }
     main["readinessProbe"] = {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5}
     # Rolls on what the producer reads: the symbol and the source (not sinks or the model).
-    main = kafka_client(main, config)
+    main = kafka_client(main, config, pipeline, COMPONENT)
     template = pod_template(pipeline, COMPONENT, [main], config, digest(spec.symbol, spec.source))
     out = deployment(pipeline, name(pipeline), COMPONENT, template)
     # One producer at a time: two would publish every trade twice during a rollout.

@@ -23,6 +23,9 @@ POD_PORT = 19094
 SCRAM_PORT = 19095
 POD_SCRAM_PORT = 19096
 SCRAM_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
+# A super user for the SCRAM listeners, as a managed Kafka's admin is: the operator creates
+# users and ACLs as this one (its credential is made by the tests, over PLAINTEXT).
+SCRAM_ADMIN = "cryptopipe-admin"
 DAEMON = "kafka"
 READY_LINE = b"Kafka Server started"
 
@@ -74,7 +77,7 @@ def server_properties(data_dir: Path) -> str:
             for mechanism in SCRAM_MECHANISMS
         },
         "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-        "super.users": "User:ANONYMOUS",
+        "super.users": f"User:ANONYMOUS;User:{SCRAM_ADMIN}",
         "log.dirs": str(data_dir),
         "num.partitions": "1",
         "auto.create.topics.enable": "false",
@@ -157,6 +160,7 @@ class Kafka(Component):
             "CRYPTOPIPE_KAFKA_POD_BOOTSTRAP": f"{POD_LISTENER_ADDRESS}:{POD_PORT}",
             "CRYPTOPIPE_KAFKA_SCRAM_BOOTSTRAP": f"{HOST}:{SCRAM_PORT}",
             "CRYPTOPIPE_KAFKA_POD_SCRAM_BOOTSTRAP": f"{POD_LISTENER_ADDRESS}:{POD_SCRAM_PORT}",
+            "CRYPTOPIPE_KAFKA_SCRAM_ADMIN": SCRAM_ADMIN,
         }
 
 
