@@ -2,8 +2,10 @@
 
 Our images are built with podman and imported into the node's containerd (node_load); helm
 installs charts/cryptopipe-operator with the operator and every pipeline pod on the real node,
-and Kafka `external`: the test bed's broker, which pods reach on its listener at the node's
-address. The operator pod really runs: its readiness probe, its Lease, its /metrics, leader
+and Kafka `external`: the test bed's broker, which pods reach on its SCRAM listener at the
+node's address; the operator pod makes each component's own user there (kafka.manageUsers), as
+the broker's SCRAM super user, so the producer and dashboard pods connect authenticated and
+held to their ACLs. The operator pod really runs: its readiness probe, its Lease, its /metrics, leader
 election between two replicas, and its RBAC, checked from inside the pod with its own
 ServiceAccount token. A replay pipeline's producer pod publishes the bundled real history into
 Kafka, survives a SIGKILL without a duplicate or a gap, and its dashboard pod is opened in
@@ -17,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -31,6 +34,7 @@ import yaml
 from avro.io import BinaryDecoder, DatumReader
 from avro.schema import parse as parse_avro
 from browser_support import chromium, page_text, screenshot
+from kafka.admin import KafkaAdminClient, ScramMechanism, UserScramCredentialUpsertion
 from kafka_support import read_topic
 from monitoring_support import dashboard_queries, series_names
 from node_support import get, helm, http_get, is_ready, kubectl, metric, port_forward, wait_for
@@ -58,6 +62,10 @@ METRICS_PORT = 8080
 OUR_IMAGES = ("operator", "producer", "dashboard")
 REAL = {node.NODE_LABEL[0]: node.NODE_LABEL[1]}
 POD_KAFKA = f"{kafka.POD_LISTENER_ADDRESS}:{kafka.POD_PORT}"
+# The pods connect as their own SCRAM users (kafka.manageUsers), which the operator pod makes
+# as the test bed broker's SCRAM super user.
+POD_SCRAM_KAFKA = f"{kafka.POD_LISTENER_ADDRESS}:{kafka.POD_SCRAM_PORT}"
+ADMIN_SECRET = "kafka-admin"
 HOST_KAFKA = f"{kafka.HOST}:{kafka.BROKER_PORT}"
 # The bundled history (about 20,000 hours) in about 45 s: long enough to kill the producer in
 # the middle of it.
@@ -168,12 +176,38 @@ def release(prepared: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "operator": {"resyncSeconds": 5},
         "platform": {
             "scheduling": {"nodeSelector": REAL},
-            "kafka": {"mode": "external", "bootstrapServers": POD_KAFKA},
+            "kafka": {
+                "mode": "external",
+                "bootstrapServers": POD_SCRAM_KAFKA,
+                "securityProtocol": "SASL_PLAINTEXT",
+                "saslMechanism": "SCRAM-SHA-512",
+                "authSecret": "kafka-client",  # TLS's CA only: none here
+                "manageUsers": True,
+                "adminSecret": ADMIN_SECRET,
+            },
         },
     }
     (home / "values.yaml").write_text(yaml.safe_dump(values))
     kubectl("create", "namespace", pipelines)
     kubectl("create", "namespace", namespace)
+    admin_password = secrets.token_urlsafe(16)
+    root = KafkaAdminClient(bootstrap_servers=HOST_KAFKA)  # PLAINTEXT: the super user
+    try:
+        root.alter_user_scram_credentials(
+            [
+                UserScramCredentialUpsertion(
+                    kafka.SCRAM_ADMIN, ScramMechanism.SCRAM_SHA_512, admin_password
+                )
+            ]
+        )
+    finally:
+        root.close()
+    kubectl(
+        "create", "secret", "generic", ADMIN_SECRET, f"--namespace={namespace}",
+        f"--from-literal=username={kafka.SCRAM_ADMIN}",
+        f"--from-literal=password={admin_password}",
+        f"--from-literal=user-key={secrets.token_urlsafe(24)}",
+    )  # fmt: skip
     installed = Release(namespace, pipelines, fullname, home, 0.0)
     try:
         began = time.monotonic()
@@ -444,6 +478,14 @@ def test_replay_pipeline_producer_and_dashboard_pods_then_collected(
     (first,) = wait_for("the producer pod", lambda: component_pods(ns, "producer"))
     assert first["spec"]["nodeName"] == node.NODE_NAME
     assert first["spec"]["containers"][0]["image"] == images.reference("producer")
+    # It published as its own SCRAM user, through the listener the authorizer holds to ACLs.
+    env = {e["name"]: e for e in first["spec"]["containers"][0]["env"]}
+    assert env["CRYPTOPIPE_KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_PLAINTEXT"
+    assert env["CRYPTOPIPE_KAFKA_USERNAME"]["valueFrom"]["secretKeyRef"]["name"] == (
+        f"{PIPELINE}-kafka-producer"
+    )
+    args = first["spec"]["containers"][0]["args"]
+    assert args[args.index("--bootstrap-servers") + 1] == POD_SCRAM_KAFKA
 
     # A crash mid-replay: SIGKILL to the producer process (its host PID, from the runtime); the
     # kubelet restarts the container and it resumes after the last committed trade.
@@ -526,7 +568,8 @@ def test_replay_pipeline_producer_and_dashboard_pods_then_collected(
 
     def collected() -> bool:
         pods = get("pods", f"--namespace={ns}")["items"]
-        return not children(ns) and not pods
+        users = get("secrets", f"--namespace={ns}", "-l", f"cryptopipe.io/pipeline={PIPELINE}")
+        return not children(ns) and not pods and not users["items"]
 
     wait_for("children and pods collected", collected, 120)
     sandboxes = node.crictl("pods", "--namespace", ns, "--state=ready", "--quiet").stdout.split()
