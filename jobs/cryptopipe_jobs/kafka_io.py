@@ -68,11 +68,16 @@ def _differing(
 
 
 def ensure_topics(
-    admin: KafkaAdminClient, wanted: TopicConfigs | Iterable[str], settings: TopicSettings
+    admin: KafkaAdminClient,
+    wanted: TopicConfigs | Iterable[str],
+    settings: TopicSettings,
+    alter_existing: bool = True,
 ) -> EnsuredTopics:
     """Create the missing topics with their configs (as a Strimzi KafkaTopic would), and set the
     configs of existing ones where they differ (a spec's retention changed). A KafkaTopic built
-    from the same spec holds the same values, so the two never disagree for long."""
+    from the same spec holds the same values, so the two never disagree for long. A client that
+    only reads a topic (`alter_existing=False`) creates it if missing and leaves its configs to
+    the topic's writer: with ACLs it may not even read them."""
     configs = (
         {name: _as_kafka_values(c) for name, c in wanted.items()}
         if isinstance(wanted, Mapping)
@@ -95,6 +100,8 @@ def ensure_topics(
             created.append(name)
         except TopicAlreadyExistsError:
             existing.add(name)
+    if not alter_existing:
+        return EnsuredTopics(created, [])
     differing = _differing(admin, {n: c for n, c in configs.items() if n in existing})
     if differing:
         results = admin.alter_configs(

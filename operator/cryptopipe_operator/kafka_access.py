@@ -10,8 +10,8 @@ own provider).
   source's dead-letter topic; writes under its transactional id.
 - aggregator: reads the trades topics (Spark's generated consumer groups, by prefix); writes and
   creates the candles topics of its intervals.
-- predictor: reads the candles topics of the model intervals (its own group); writes and creates
-  the forecasts topics.
+- predictor: reads (and creates if missing) the candles topics of the model intervals, in its
+  own group; writes and creates the forecasts topics.
 - dashboard: only reads (and describes) the trades, candles and forecasts topics; it assigns
   partitions itself, so it needs no group.
 """
@@ -94,7 +94,8 @@ def grants(role: Role, scope: Scope) -> list[Grant]:
         out += [Grant("GROUP", SPARK_SOURCE_GROUP_PREFIX, "READ", prefixed=True)]
         out += _topic_grants(candles, OWNED_TOPIC)
     elif role is Role.PREDICTOR:
-        out += _topic_grants(model_candles, READ_TOPIC)
+        # Created if missing, to subscribe before the first candle; configs are the aggregator's.
+        out += _topic_grants(model_candles, (*READ_TOPIC, "CREATE"))
         out += [Grant("GROUP", scope.predictor_group, "READ")]
         out += _topic_grants(forecasts, OWNED_TOPIC)
     else:

@@ -18,10 +18,12 @@ from pathlib import Path
 import pytest
 from aggregate_support import Driver, wait_for
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAuthorizationFailedError
 from kafka_support import read_topic
 
+from cryptopipe_jobs.predict.main import _ensure_member_topics as ensure_member_topics
+from cryptopipe_jobs.predict.members import Member
 from cryptopipe_operator.kafka_access import Role, Scope, apply, grants, user_name
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.codec import decode
@@ -206,3 +208,36 @@ def test_spark_reads_trades_and_writes_candles_as_the_aggregator_user(
     candles = read_topic(brokers["CRYPTOPIPE_KAFKA_BOOTSTRAP"], topics.candles("1h", traded))
     windows = {decode(value).record["window_start"] for value in candles}
     assert len(windows) >= REPLAYED_KLINES - 1, driver.tail()  # the newest may still be open
+
+
+def test_the_predictor_user_makes_a_missing_candles_topic_and_leaves_an_existing_ones_configs(
+    brokers: dict[str, str], admin: KafkaAdminClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What crashed the predictor pod under ACLs: at start it ensures its candles topic, which is
+    the aggregator's; with only read rights on it, it must not try to change its configs."""
+    made, existing = symbol(), symbol()
+    user, password = user_name(Role.PREDICTOR, "auth", made.lower()), secrets.token_hex(16)
+    scope = Scope(
+        symbols=(made, existing),
+        intervals=("1h",),
+        model_intervals=("1h",),
+        source="replay",
+        transactional_id="unused",
+        predictor_group="unused",
+    )
+    apply(admin, user, password, grants(Role.PREDICTOR, scope), MECHANISM)
+    # The aggregator made this one, with a retention the spec does not say (the broker's).
+    admin.create_topics([NewTopic(topics.candles("1h", existing), 1, 1)])
+    for key, value in scram_env(user, password).items():
+        monkeypatch.setenv(key, value)
+    members = [
+        Member(parse_spec({"symbol": s, "intervals": ["1h"]}), "/unused") for s in (made, existing)
+    ]
+    ensure_member_topics(brokers["CRYPTOPIPE_KAFKA_SCRAM_BOOTSTRAP"], members)
+    names = set(admin.list_topics())
+    assert {topics.candles("1h", made), topics.forecasts(made), topics.forecasts(existing)} <= names
+    described = admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, topics.candles("1h", existing))],
+        config_filter="all",
+    )["topic"][topics.candles("1h", existing)]
+    assert described["retention.ms"]["value"] == str(7 * 24 * 3_600_000)  # left alone

@@ -98,6 +98,11 @@ def test_each_role_gets_its_own_topics_only() -> None:
         "candles.1h.btcusdt", "candles.1h.ethusdt", "cryptopipe-predict.pool.team.majors",
     }  # fmt: skip
     assert names(Role.PREDICTOR, "WRITE") == {"forecasts.btcusdt", "forecasts.ethusdt"}
+    # It creates a missing candles topic to subscribe early, but may not change its configs.
+    assert names(Role.PREDICTOR, "CREATE") == {
+        "candles.1h.btcusdt", "candles.1h.ethusdt", "forecasts.btcusdt", "forecasts.ethusdt",
+    }  # fmt: skip
+    assert names(Role.PREDICTOR, "ALTER_CONFIGS") == {"forecasts.btcusdt", "forecasts.ethusdt"}
     assert names(Role.DASHBOARD, "WRITE") == set()
     assert {g.operation for g in grants(Role.DASHBOARD, SCOPE)} == {"READ", "DESCRIBE"}
     assert Grant("GROUP", "spark-kafka-source-", "READ", prefixed=True) in grants(

@@ -408,12 +408,14 @@ def _ensure_member_topics(bootstrap_servers: str, members: Sequence[Member]) -> 
         for member in members:
             spec = member.spec
             settings = TopicSettings(spec.sinks.kafka.partitions, spec.sinks.kafka.replication)
-            wanted = {
-                topics.candles(spec.model.interval, spec.symbol): topic_config(spec, "candles"),
-                topics.forecasts(spec.symbol): topic_config(spec, "forecasts"),
+            # The candles are the aggregator's: created here if missing (to subscribe before
+            # the first candle), their configs left to it. The forecasts are this one's.
+            candles = {
+                topics.candles(spec.model.interval, spec.symbol): topic_config(spec, "candles")
             }
-            ensured = ensure_topics(admin, wanted, settings)
-            log_ensured(log, ensured)
+            log_ensured(log, ensure_topics(admin, candles, settings, alter_existing=False))
+            forecasts = {topics.forecasts(spec.symbol): topic_config(spec, "forecasts")}
+            log_ensured(log, ensure_topics(admin, forecasts, settings))
     finally:
         admin.close()
 
