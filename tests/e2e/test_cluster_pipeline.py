@@ -8,7 +8,9 @@ the Go module proxy), builds and loads our images with `kind load image-archive`
 Kubeflow spark-operator from its own chart (its controller built from source on our Spark image:
 no registry gives upstream's), and `helm install`s the platform chart with values-kind.yaml
 (HDFS, Hive metastore, PostgreSQL from Debian's package; Kafka `external`: the test bed's broker
-through its pod listener, since Strimzi's images cannot be had) and the operator chart. The
+through its SCRAM pod listener, since Strimzi's images cannot be had, with the operator making
+each component's own user as the broker's admin) and the operator chart. Every Kafka client
+pod (producer, Spark driver and executors, predictor, dashboard) connects as its own user. The
 pipeline replays the newest 100 days of the bundled real history in about 6 minutes; the driver
 pod is killed mid-stream and the restart policy brings it back from its checkpoint. Every
 stage's output is checked against the source: the candles on HDFS (and their Hive partitions)
@@ -25,9 +27,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as dt
+import functools
 import io
 import json
 import os
+import secrets
 import subprocess
 import threading
 import time
@@ -44,6 +48,7 @@ import yaml
 from aggregate_support import TradeStream, mismatches, reference
 from browser_support import ARTIFACTS, chromium, page_text, screenshot
 from confluent_support import confluent_records
+from kafka.admin import KafkaAdminClient, ScramMechanism, UserScramCredentialUpsertion
 from kafka_support import end_offset, read_topic
 from kind_support import differences, host_state
 from node_support import against, get, helm, is_ready, kubeconfig, kubectl, port_forward, wait_for
@@ -206,6 +211,30 @@ def tune_operator(home: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def scram_admin(env: dict[str, str]) -> str:
+    """A fresh password for the broker's SCRAM super user; the password."""
+    password = secrets.token_urlsafe(16)
+    root = KafkaAdminClient(bootstrap_servers=env["CRYPTOPIPE_KAFKA_BOOTSTRAP"])
+    try:
+        root.alter_user_scram_credentials(
+            [
+                UserScramCredentialUpsertion(
+                    env["CRYPTOPIPE_KAFKA_SCRAM_ADMIN"], ScramMechanism.SCRAM_SHA_512, password
+                )
+            ]
+        )
+    finally:
+        root.close()
+    return password
+
+
+def kafka_user_of(pod: dict[str, Any]) -> str:
+    """The Secret a pod's Kafka client takes its SCRAM user from (kafka.manageUsers)."""
+    env = {e["name"]: e for e in pod["spec"]["containers"][0].get("env", [])}
+    assert env["CRYPTOPIPE_KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_PLAINTEXT"
+    return str(env["CRYPTOPIPE_KAFKA_USERNAME"]["valueFrom"]["secretKeyRef"]["name"])
+
+
 @pytest.fixture(scope="module")
 def stack(
     testbed: TestbedSession,
@@ -222,10 +251,17 @@ def stack(
     timings: dict[str, float] = {}
     home = tmp_path_factory.mktemp("helm")
     failed_before = request.session.testsfailed
+    # The broker's SCRAM listener, as an authenticating managed Kafka: its admin made over
+    # PLAINTEXT (the test bed's super user), handed to `scripts/cluster` as a user would.
+    credentials = home / "kafka-admin"
+    credentials.write_text(
+        f"username={env['CRYPTOPIPE_KAFKA_SCRAM_ADMIN']}\npassword={scram_admin(env)}\n"
+    )
     try:
         timings["scripts/cluster up"] = cluster(
             "up",
-            "--kafka-bootstrap", env["CRYPTOPIPE_KAFKA_POD_BOOTSTRAP"],
+            "--kafka-bootstrap", env["CRYPTOPIPE_KAFKA_POD_SCRAM_BOOTSTRAP"],
+            "--kafka-sasl", "SCRAM-SHA-512", "--kafka-admin-credentials", str(credentials),
             "--schema-registry-url", env["CRYPTOPIPE_SCHEMA_REGISTRY_POD_URL"],
         )  # fmt: skip
         with against(kind_cluster.kubeconfig_path(CLUSTER)):
@@ -434,6 +470,8 @@ def run_pipeline(
     spark_pods = wait_for("the driver and an executor running", running_spark_pods, 300)
     node_name = kind_cluster.node_container(CLUSTER)
     assert all(p["spec"]["nodeName"] == node_name for p in spark_pods)
+    # Every Kafka client of the pool connects as its component's own SCRAM user.
+    assert {kafka_user_of(p) for p in spark_pods} == {f"{POOL}-kafka-aggregator-pool"}
 
     def hive_partitions() -> list[str]:
         try:
@@ -550,6 +588,9 @@ def run_pipeline(
     # The dashboard shows the candles and a forecast, through the README's route: a
     # port-forward to its Service.
     wait_for("the dashboard pod Ready", lambda: pod_of(ns, "dashboard"), 300)
+    for component in ("producer", "predictor", "dashboard"):
+        pod = wait_for(f"the {component} pod Ready", functools.partial(pod_of, ns, component), 300)
+        assert kafka_user_of(pod) == f"{POOL}-kafka-{component}-pool", component
     with (
         port_forward(ns, f"svc/{POOL}-dashboard-pool", DASHBOARD_SERVICE_PORT) as local,
         chromium(tmp_path / "chromium") as driver,

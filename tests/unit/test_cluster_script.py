@@ -167,3 +167,40 @@ def test_dry_run_offline_up_installs_stand_ins_and_an_external_kafka() -> None:
     assert crd.endswith("charts/cryptopipe-operator/crds/cryptopipelines.yaml")
     operator = next(i for i, s in enumerate(steps) if "upgrade --install cryptopipe-operator" in s)
     assert steps.index(crd) < operator
+
+
+def test_an_authenticating_kafka_gets_the_admins_secret_first_and_managed_users(
+    tmp_path: Path,
+) -> None:
+    credentials = tmp_path / "admin"
+    credentials.write_text("username=platform-admin\npassword=very-secret\n")
+    result = cluster(
+        "up", "--kind", "--offline", "--dry-run", "--kafka-bootstrap", "10.0.0.5:9096",
+        "--kafka-sasl", "SCRAM-SHA-512", "--kafka-admin-credentials", str(credentials),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "very-secret" not in result.stdout  # the dry run shows the Secret without values
+    out = result.stdout
+    assert out.index('"kind": "Secret"') < out.index("upgrade --install cryptopipe-platform")
+    steps = commands(out)
+    platform = next(i for i, s in enumerate(steps) if "upgrade --install cryptopipe-platform" in s)
+    for flag in (
+        "kafka.external.securityProtocol=SASL_PLAINTEXT",
+        "kafka.external.saslMechanism=SCRAM-SHA-512",
+        "kafka.external.manageUsers=true",
+        "kafka.external.adminSecret=kafka-admin",
+    ):
+        assert f"--set {flag}" in steps[platform], flag
+
+
+def test_kafka_sasl_needs_its_admin_and_an_external_kafka(tmp_path: Path) -> None:
+    alone = cluster("up", "--kind", "--offline", "--dry-run", "--kafka-bootstrap", "k:9096",
+                    "--kafka-sasl", "SCRAM-SHA-512")  # fmt: skip
+    assert alone.returncode == 2 and "go together" in alone.stderr
+    credentials = tmp_path / "admin"
+    credentials.write_text("user=x\n")
+    broken = cluster(
+        "up", "--kind", "--offline", "--dry-run", "--kafka-bootstrap", "k:9096",
+        "--kafka-sasl", "SCRAM-SHA-512", "--kafka-admin-credentials", str(credentials),
+    )  # fmt: skip
+    assert broken.returncode != 0 and "expected username= or password=" in broken.stderr
