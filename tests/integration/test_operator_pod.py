@@ -5,8 +5,8 @@ installs charts/cryptopipe-operator with the operator and every pipeline pod on 
 and Kafka `external`: the test bed's broker, which pods reach on its SCRAM listener at the
 node's address; the operator pod makes each component's own user there (kafka.manageUsers), as
 the broker's SCRAM super user, so the producer and dashboard pods connect authenticated and
-held to their ACLs. The operator pod really runs: its readiness probe, its Lease, its /metrics, leader
-election between two replicas, and its RBAC, checked from inside the pod with its own
+held to their ACLs. The operator pod really runs: its readiness probe, its Lease, its /metrics,
+leader election between two replicas, and its RBAC, checked from inside the pod with its own
 ServiceAccount token. A replay pipeline's producer pod publishes the bundled real history into
 Kafka, survives a SIGKILL without a duplicate or a gap, and its dashboard pod is opened in
 headless Chromium. The aggregator, trainer and predictor are not run here: no SparkApplication
