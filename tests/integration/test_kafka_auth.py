@@ -25,7 +25,7 @@ from kafka_support import read_topic
 from cryptopipe_jobs.predict.main import _ensure_member_topics as ensure_member_topics
 from cryptopipe_jobs.predict.members import Member
 from cryptopipe_operator.kafka_access import Role, Scope, apply, grants, user_name
-from cryptopipe_schemas import topics
+from cryptopipe_schemas import kafka_auth, topics
 from cryptopipe_schemas.codec import decode
 from cryptopipe_schemas.spec import parse_spec, to_mapping
 from testbed_plugin import TestbedSession
@@ -228,12 +228,19 @@ def test_the_predictor_user_makes_a_missing_candles_topic_and_leaves_an_existing
     apply(admin, user, password, grants(Role.PREDICTOR, scope), MECHANISM)
     # The aggregator made this one, with a retention the spec does not say (the broker's).
     admin.create_topics([NewTopic(topics.candles("1h", existing), 1, 1)])
-    for key, value in scram_env(user, password).items():
-        monkeypatch.setenv(key, value)
     members = [
         Member(parse_spec({"symbol": s, "intervals": ["1h"]}), "/unused") for s in (made, existing)
     ]
-    ensure_member_topics(brokers["CRYPTOPIPE_KAFKA_SCRAM_BOOTSTRAP"], members)
+    # In this process, as the pod would be: the settings are read once per process, so the
+    # cache is cleared on the way in and out (another test may have read them already).
+    with monkeypatch.context() as patched:
+        for key, value in scram_env(user, password).items():
+            patched.setenv(key, value)
+        kafka_auth.current.cache_clear()
+        try:
+            ensure_member_topics(brokers["CRYPTOPIPE_KAFKA_SCRAM_BOOTSTRAP"], members)
+        finally:
+            kafka_auth.current.cache_clear()
     names = set(admin.list_topics())
     assert {topics.candles("1h", made), topics.forecasts(made), topics.forecasts(existing)} <= names
     described = admin.describe_configs(
