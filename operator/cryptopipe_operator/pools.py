@@ -113,17 +113,23 @@ def pool_view(
     )
 
 
+def owner_reference(name: str, uid: str, controller: bool) -> dict[str, Any]:
+    """A reference to one CryptoPipeline; a controller blocks its owner's deletion until the
+    garbage collector has removed the child."""
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "name": name,
+        "uid": uid,
+        "controller": controller,
+        "blockOwnerDeletion": controller,
+    }
+
+
 def owner_references(owners: Sequence[Member]) -> list[dict[str, Any]]:
     """Every owner, none the controller: garbage collection deletes a pool's children once the
     last of them is gone, and never before."""
     return [
-        {
-            "apiVersion": f"{API_GROUP}/{API_VERSION}",
-            "kind": KIND,
-            "name": member.name,
-            "uid": member.uid,
-            "controller": False,
-            "blockOwnerDeletion": False,
-        }
+        owner_reference(member.name, member.uid, controller=False)
         for member in sorted(owners, key=lambda m: m.uid)
     ]

@@ -52,8 +52,6 @@ from cryptopipe_operator.user_manager import KafkaUserManager
 from cryptopipe_schemas.crd import API_PATH as CRD_API_PATH
 from cryptopipe_schemas.crd import PLURAL, pipeline_path
 from cryptopipe_schemas.spec import (
-    API_GROUP,
-    API_VERSION,
     KIND,
     CryptoPipelineSpec,
     Isolation,
@@ -326,14 +324,7 @@ def namespace_owner_references(bodies: Sequence[Mapping[str, Any]]) -> list[dict
     """Every live pipeline of the namespace, none the controller: the namespace's policies go
     with the last of them, and never before."""
     return [
-        {
-            "apiVersion": f"{API_GROUP}/{API_VERSION}",
-            "kind": KIND,
-            "name": b["metadata"]["name"],
-            "uid": b["metadata"]["uid"],
-            "controller": False,
-            "blockOwnerDeletion": False,
-        }
+        pools.owner_reference(b["metadata"]["name"], b["metadata"]["uid"], controller=False)
         for b in sorted(bodies, key=lambda b: str(b["metadata"]["uid"]))
         if not b["metadata"].get("deletionTimestamp")
     ]
@@ -463,10 +454,7 @@ def reconcile(
                 outcome.deleted.append(f"{key[0]}/{key[1]}")
                 emit("Normal", "Deleted", f"deleted {key[0]} {key[1]}: no longer part of the spec")
         if users is not None and spec.isolation is Isolation.DEDICATED:
-            controller = [{
-                "apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, "name": name,
-                "uid": uid, "controller": True, "blockOwnerDeletion": True,
-            }]  # fmt: skip
+            controller = [pools.owner_reference(name, uid, controller=True)]
             outcome.applied += users.ensure(pipeline, controller, kube, emit)
         if view is not None:
             live.update(reconcile_pool(view, kube, config, emit, outcome, users))
