@@ -218,6 +218,36 @@ def _pool_live(kube: Kube, namespace: str, pool_name: str) -> dict[tuple[str, st
     }
 
 
+def sync_shared(
+    namespace: str,
+    desired: Sequence[dict[str, Any]],
+    references: list[dict[str, Any]],
+    live: dict[tuple[str, str], dict[str, Any]],
+    kinds: Mapping[str, Kind],
+    kube: Kube,
+    emit: Emit,
+    outcome: Outcome,
+    noun: str = "",
+) -> None:
+    """Children several pipelines own (a pool's, a namespace's) as `desired`, each with these
+    owners; `live` (keyed by kind and name) is updated to what is there now."""
+    for manifest in desired:
+        manifest["metadata"]["ownerReferences"] = references
+        key = (manifest["kind"], manifest["metadata"]["name"])
+        paths = _pool_drift(manifest, live.get(key))
+        if not paths:
+            continue
+        live[key] = kube.apply(kinds[key[0]].path(namespace, key[1]), manifest)
+        verb = "Created" if paths == ["(missing)"] else "Restored"
+        outcome.applied.append(f"{key[0]}/{key[1]}")
+        emit("Normal", verb, f"{verb.lower()} {noun}{key[0]} {key[1]} ({', '.join(paths[:3])})")
+    wanted = {(m["kind"], m["metadata"]["name"]) for m in desired}
+    for key in sorted(k for k in live if k not in wanted):
+        kube.delete(kinds[key[0]].path(namespace, key[1]))
+        del live[key]
+        outcome.deleted.append(f"{key[0]}/{key[1]}")
+
+
 def reconcile_pool(
     view: pools.PoolView,
     kube: Kube,
@@ -235,22 +265,9 @@ def reconcile_pool(
     live = _pool_live(kube, namespace, view.pool.name)
     desired = pool.desired(view.pool, config)
     references = pools.owner_references(view.owners)
-    for manifest in desired:
-        manifest["metadata"]["ownerReferences"] = references
-        key = (manifest["kind"], manifest["metadata"]["name"])
-        paths = _pool_drift(manifest, live.get(key))
-        if not paths:
-            continue
-        kind = children.kind_of(manifest)
-        live[key] = kube.apply(kind.path(namespace, key[1]), manifest)
-        verb = "Created" if paths == ["(missing)"] else "Restored"
-        outcome.applied.append(f"{key[0]}/{key[1]}")
-        emit("Normal", verb, f"{verb.lower()} pool {key[0]} {key[1]} ({', '.join(paths[:3])})")
-    wanted = {(m["kind"], m["metadata"]["name"]) for m in desired}
-    for key in [k for k in live if k not in wanted]:
-        kube.delete(children.BY_KIND[key[0]].path(namespace, key[1]))
-        del live[key]
-        outcome.deleted.append(f"{key[0]}/{key[1]}")
+    sync_shared(
+        namespace, desired, references, live, children.BY_KIND, kube, emit, outcome, "pool "
+    )
     if users is not None and desired:
         outcome.applied += users.ensure(view.pool, references, kube, emit)
     admit_training(view, kube, config, emit, outcome)
@@ -347,28 +364,17 @@ def reconcile_network_policies(
         f"app.kubernetes.io/managed-by={MANAGED_BY}"
     )
     live = {
-        obj["metadata"]["name"]: obj for obj in kube.list(NETWORK_POLICY.path(namespace), selector)
+        (NETWORK_POLICY.kind, obj["metadata"]["name"]): obj
+        for obj in kube.list(NETWORK_POLICY.path(namespace), selector)
     }
-    desired = network_policy.desired(namespace, config)
     pipelines = kube.list(f"{CRD_API_PATH}/namespaces/{namespace}/{PLURAL}", "")
     uid = body["metadata"]["uid"]
     references = namespace_owner_references(
         [body, *(p for p in pipelines if p["metadata"]["uid"] != uid)]
     )
-    for manifest in desired:
-        manifest["metadata"]["ownerReferences"] = references
-        name = manifest["metadata"]["name"]
-        paths = _pool_drift(manifest, live.get(name))
-        if not paths:
-            continue
-        kube.apply(NETWORK_POLICY.path(namespace, name), manifest)
-        verb = "Created" if paths == ["(missing)"] else "Restored"
-        outcome.applied.append(f"NetworkPolicy/{name}")
-        emit("Normal", verb, f"{verb.lower()} NetworkPolicy {name} ({', '.join(paths[:3])})")
-    wanted = {m["metadata"]["name"] for m in desired}
-    for name in sorted(set(live) - wanted):
-        kube.delete(NETWORK_POLICY.path(namespace, name))
-        outcome.deleted.append(f"NetworkPolicy/{name}")
+    desired = network_policy.desired(namespace, config)
+    kinds = {NETWORK_POLICY.kind: NETWORK_POLICY}
+    sync_shared(namespace, desired, references, live, kinds, kube, emit, outcome)
 
 
 def reconcile(
