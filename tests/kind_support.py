@@ -28,6 +28,18 @@ def _chain_names(lines: list[str]) -> list[str]:
     return [line.split()[0] if line.startswith(":") else line for line in lines]
 
 
+def _testbed_link(name: str) -> bool:
+    """The test bed's own bridges, and the pod veths its node plugs into them (its pods come and
+    go while the kind lane runs beside the other tests)."""
+    if name.startswith(TESTBED_MARKS):
+        return True
+    master = Path("/sys/class/net", name, "master")
+    try:
+        return master.resolve(strict=True).name.startswith(TESTBED_MARKS)
+    except OSError:  # no master, or the link went away while listed
+        return not Path("/sys/class/net", name).exists()
+
+
 def host_state() -> dict[str, Any]:
     """Links, iptables rules and chains, mounts, sysctls, podman objects and the folders kind
     touches; the test bed node's own entries left out."""
@@ -37,7 +49,7 @@ def host_state() -> dict[str, Any]:
     volumes = images.podman("volume", "ls", "--quiet").stdout.split()
     cni = Path("/etc/cni/net.d")
     return {
-        "links": sorted(n for n in node_host.links() if not n.startswith(TESTBED_MARKS)),
+        "links": sorted(n for n in node_host.links() if not _testbed_link(n)),
         "iptables": _chain_names(_rules("iptables-save")),
         "ip6tables": _chain_names(_rules("ip6tables-save")),
         "mounts": sorted(
