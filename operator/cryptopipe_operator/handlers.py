@@ -11,7 +11,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -37,6 +37,10 @@ class State:
     config: PlatformConfig
     metrics: Metrics
     kafka_users: KafkaUserManager | None = None
+    namespaces: tuple[str, ...] = ()  # watched; empty: every namespace
+    # Where this process has seen a pipeline: a cluster-wide operator sweeps Kafka users there
+    # only, never those of another cluster's namespaces on a shared Kafka.
+    seen_namespaces: set[str] = field(default_factory=set)
     started: threading.Event = field(default_factory=threading.Event)
     pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)  # uid -> latest body
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
@@ -49,6 +53,7 @@ class State:
     def remember(self, body: Mapping[str, Any]) -> None:
         with self._guard:
             self.pipelines[body["metadata"]["uid"]] = dict(body)
+            self.seen_namespaces.add(body["metadata"]["namespace"])
 
     def forget(self, uid: str) -> None:
         with self._guard:
@@ -214,3 +219,29 @@ def resync_forever(state: State, stop: threading.Event, workers: int = 4) -> Non
                 continue
             futures = [pool.submit(reconcile_one, state, body) for body in state.snapshot()]
             concurrent.futures.wait(futures)
+            sweep_kafka_users(state)
+
+
+def list_pipelines(kube: Kube, namespaces: Sequence[str]) -> list[dict[str, Any]]:
+    """The namespaces' CryptoPipelines, from the API server (not kopf's cache, which may not
+    have seen them all yet)."""
+    base = f"/apis/{API_GROUP}/{API_VERSION}"
+    return [item for ns in namespaces for item in kube.list(f"{base}/namespaces/{ns}/{PLURAL}", "")]
+
+
+def sweep_kafka_users(state: State) -> None:
+    """Delete the Kafka users of pools and pipelines that are gone (kafka.manageUsers): their
+    Secrets go with their owner, their users and ACLs would stay in Kafka."""
+    if state.kafka_users is None:
+        return
+    with state._guard:
+        namespaces = state.namespaces or tuple(sorted(state.seen_namespaces))
+    if not namespaces:
+        return
+    try:
+        gone = state.kafka_users.sweep(lambda: list_pipelines(state.kube, namespaces), namespaces)
+    except Exception:
+        log.exception("could not delete the Kafka users of gone pipelines; next resync again")
+        return
+    for user in gone:
+        log.info("deleted Kafka user %s and its ACLs: its pipeline or pool is gone", user)

@@ -33,6 +33,7 @@ from kafka.admin import (
     ResourcePatternFilter,
     ResourceType,
     ScramMechanism,
+    UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
 from kafka.errors import NoError
@@ -103,9 +104,12 @@ def grants(role: Role, scope: Scope) -> list[Grant]:
     return sorted(set(out))
 
 
+USER_PREFIX = "cryptopipe."
+
+
 def user_name(role: Role, namespace: str, owner: str) -> str:
     """One user per role and pool (or dedicated pipeline): cryptopipe.<namespace>.<owner>.<role>"""
-    return f"cryptopipe.{namespace}.{owner}.{role.value}"
+    return f"{USER_PREFIX}{namespace}.{owner}.{role.value}"
 
 
 def acls(principal: str, given: Iterable[Grant]) -> list[ACL]:
@@ -204,3 +208,19 @@ def revoke_others(admin: KafkaAdminClient, user: str, given: Iterable[Grant]) ->
         if _failed(failure):
             raise AccessError(f"Kafka refused to delete an ACL of {user}: {failure}")
     return len(stale)
+
+
+def remove(admin: KafkaAdminClient, user: str, mechanisms: Iterable[ScramMechanism]) -> int:
+    """Delete every ACL of `user`, then its SCRAM credentials (ACLs first: a user without a
+    credential but with ACLs is one that a later credential would inherit); how many ACLs."""
+    revoked = revoke_others(admin, user, [])
+    deletions = [UserScramCredentialDeletion(user, mechanism) for mechanism in mechanisms]
+    if deletions:
+        refused = {
+            name: error
+            for name, error in admin.alter_user_scram_credentials(deletions).items()
+            if error
+        }
+        if refused:
+            raise AccessError(f"Kafka refused to delete the SCRAM credential of {user}: {refused}")
+    return revoked

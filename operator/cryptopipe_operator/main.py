@@ -74,7 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics.requests = lambda: dict(kube.requests)
     metrics.writes = kube.writes
     metrics.registry.register(PlatformCollector(endpoints(config)))
-    state = State(kube, config, metrics, KafkaUserManager.from_environment(config))
+    state = State(
+        kube,
+        config,
+        metrics,
+        KafkaUserManager.from_environment(config),
+        namespaces=tuple(args.namespace or ()),
+    )
     stop = threading.Event()
     election = LeaderElection(kube, args.operator_namespace, args.lease_name, args.identity)
 

@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from kafka.admin import KafkaAdminClient
@@ -131,6 +131,29 @@ class KafkaUserManager:
                     self._secrets[(owner.namespace, name)] = secret_digest
                     written.append(f"Secret/{name}")
         return written
+
+    def sweep(
+        self,
+        live_pipelines: Callable[[], list[dict[str, Any]]],
+        namespaces: Collection[str],
+    ) -> list[str]:
+        """Delete the users (ACLs, then credentials) of pools and pipelines that are gone, in
+        `namespaces`; the users deleted. Kafka's users are listed
+        before the pipelines: a user made after the listing belongs to a pipeline the listing
+        holds, so a pipeline created meanwhile never loses its new user."""
+        with self._lock:
+            try:
+                admin = self._client()
+                existing = admin.describe_user_scram_credentials()
+                gone = kafka_users.orphan_users(existing, live_pipelines(), namespaces)
+                for user in gone:
+                    mechanisms = [c["mechanism"] for c in existing[user]["credential_infos"]]
+                    kafka_access.remove(admin, user, mechanisms)
+                    self._users.pop(user, None)
+            except Exception:
+                self._close()
+                raise
+        return gone
 
     def _close(self) -> None:
         if self._admin is not None:

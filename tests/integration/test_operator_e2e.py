@@ -38,6 +38,7 @@ from kafka.admin import (
     ResourcePatternFilter,
     ResourceType,
     ScramMechanism,
+    UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
 from kafka.errors import TopicAuthorizationFailedError
@@ -1119,6 +1120,29 @@ def test_each_component_connects_to_kafka_as_its_own_user(
                 60,
             )
             wait_for("writes to settle", lambda: writes_settle(installed["operator"]), 60)
+
+            # Gone pipelines and pools lose their users and ACLs; a user of a namespace this
+            # operator does not watch stays, however it is named.
+            foreign = f"cryptopipe.{ns}-elsewhere.gone.producer"
+            root.alter_user_scram_credentials(
+                [UserScramCredentialUpsertion(foreign, ScramMechanism.SCRAM_SHA_512, "x" * 16)]
+            )
+
+            def users(owner: str) -> set[str]:
+                prefix = f"cryptopipe.{ns}.{owner}."
+                return {u for u in root.describe_user_scram_credentials() if u.startswith(prefix)}
+
+            assert len(users("solo")) == 4 and len(users("pool-team")) == 4
+            kube.kubectl("delete", "cpl", "solo", "-n", ns)
+            wait_for("solo's users deleted", lambda: not users("solo"), 60)
+            assert len(users("pool-team")) == 4  # "first" still shares the pool
+            kube.kubectl("delete", "cpl", "first", "-n", ns)
+            wait_for("the pool's users deleted", lambda: not users("pool-team"), 60)
+            assert not acl_topics(root, pool_user)
+            assert foreign in root.describe_user_scram_credentials()
+            root.alter_user_scram_credentials(
+                [UserScramCredentialDeletion(foreign, ScramMechanism.SCRAM_SHA_512)]
+            )
     finally:
         root.close()
         kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)

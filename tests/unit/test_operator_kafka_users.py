@@ -179,3 +179,60 @@ def test_the_operator_needs_its_key_and_a_sasl_admin_to_manage_users() -> None:
         "CRYPTOPIPE_KAFKA_PASSWORD": "secret",
     }
     assert manager(MANAGED, **admin) is not None  # nothing connects until a first pass
+
+
+def body(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"namespace": namespace, "name": name}, "spec": spec}
+
+
+def users_of(namespace: str, owner: str) -> list[str]:
+    return [f"cryptopipe.{namespace}.{owner}.{role.value}" for role in kafka_users.ROLES]
+
+
+def test_users_are_read_back_as_namespace_owner_and_role() -> None:
+    assert kafka_users.parse_user("cryptopipe.team.btc.usdt.producer") == (
+        "team", "btc.usdt", Role.PRODUCER,
+    )  # fmt: skip
+    assert kafka_users.parse_user("cryptopipe.team.pool-majors.dashboard") == (
+        "team", "pool-majors", Role.DASHBOARD,
+    )  # fmt: skip
+    for foreign in (
+        "cryptopipe-admin",
+        "alice",
+        "cryptopipe.team.btc.admin",
+        "cryptopipe..x.producer",
+    ):
+        assert kafka_users.parse_user(foreign) is None
+
+
+def test_only_the_users_of_gone_pipelines_and_pools_in_watched_namespaces_are_orphans() -> None:
+    shared = {"symbol": "ETHUSDT", "isolation": "shared", "pool": "majors"}
+    live = [body("team", "btc", {"symbol": "BTCUSDT"}), body("team", "eth", shared)]
+    existing = [
+        *users_of("team", "btc"),  # a live dedicated pipeline
+        *users_of("team", "pool-majors"),  # a pool a live pipeline shares
+        *users_of("team", "sol"),  # a deleted pipeline
+        *users_of("team", "pool-alts"),  # a pool whose last member left
+        *users_of("other", "xrp"),  # a namespace another operator watches
+        "cryptopipe-admin",  # not ours
+        "alice",
+    ]
+    assert kafka_users.orphan_users(existing, live, ["team"]) == sorted(
+        users_of("team", "sol") + users_of("team", "pool-alts")
+    )
+    assert kafka_users.orphan_users(existing, live, ["other"]) == sorted(users_of("other", "xrp"))
+    # A pipeline that left the pool for a dedicated one keeps its own name's users; the pool's go.
+    left = [body("team", "eth", {"symbol": "ETHUSDT"})]
+    assert kafka_users.orphan_users(
+        users_of("team", "pool-majors") + users_of("team", "eth"), left, ["team"]
+    ) == sorted(users_of("team", "pool-majors"))
+
+
+def test_an_invalid_pipeline_keeps_its_own_and_every_pool_user_of_its_namespace() -> None:
+    broken = [body("team", "eth", {"symbol": "not a symbol", "isolation": "shared"})]
+    existing = [
+        *users_of("team", "eth"),
+        *users_of("team", "pool-majors"),
+        *users_of("team", "sol"),
+    ]
+    assert kafka_users.orphan_users(existing, broken, ["team"]) == sorted(users_of("team", "sol"))

@@ -12,11 +12,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from cryptopipe_operator.children import aggregator, dashboard, pool, predictor, producer
 from cryptopipe_operator.children.common import Owner, Pool, kafka_user_secret, labels
-from cryptopipe_operator.kafka_access import Grant, Role, Scope, grants, user_name
+from cryptopipe_operator.kafka_access import USER_PREFIX, Grant, Role, Scope, grants, user_name
+from cryptopipe_operator.pools import shared_pool
+from cryptopipe_schemas.spec import SpecError, parse_spec
 
 ROLES = (Role.PRODUCER, Role.AGGREGATOR, Role.PREDICTOR, Role.DASHBOARD)
 COMPONENT_OF_ROLE = {
@@ -27,8 +30,11 @@ COMPONENT_OF_ROLE = {
 }
 
 
+POOL_OWNER_PREFIX = "pool-"
+
+
 def owner_name(owner: Owner) -> str:
-    return f"pool-{owner.name}" if isinstance(owner, Pool) else owner.name
+    return f"{POOL_OWNER_PREFIX}{owner.name}" if isinstance(owner, Pool) else owner.name
 
 
 def scope(owner: Owner) -> Scope:
@@ -80,3 +86,56 @@ def secret(owner: Owner, role: Role, key: bytes) -> dict[str, Any]:
         "type": "Opaque",
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()},
     }
+
+
+def parse_user(name: str) -> tuple[str, str, Role] | None:
+    """(namespace, owner, role) of a user this operator names; None for anyone else's. A
+    namespace has no dots; a pipeline's name may."""
+    prefix, _, rest = name.partition(".")
+    namespace, _, rest = rest.partition(".")
+    owner, _, role = rest.rpartition(".")
+    if f"{prefix}." != USER_PREFIX or not namespace or not owner:
+        return None
+    try:
+        return namespace, owner, Role(role)
+    except ValueError:
+        return None
+
+
+def orphan_users(
+    users: Iterable[str],
+    pipelines: Iterable[Mapping[str, Any]],
+    namespaces: Collection[str],
+) -> list[str]:
+    """The users whose pipeline or pool is gone, among those of `namespaces` (the operator's
+    own; `pipelines` are every pipeline there). Kept: a user named after any existing
+    pipeline, whatever its spec says, and a pool's users while a valid pipeline shares it; an
+    invalid pipeline keeps every pool user of its namespace, since it may be a member whose
+    spec a person is fixing."""
+    kept: set[tuple[str, str]] = set()
+    unsure: set[str] = set()  # namespaces with an invalid pipeline
+    for body in pipelines:
+        meta = body["metadata"]
+        namespace = meta["namespace"]
+        kept.add((namespace, meta["name"]))
+        try:
+            pool_name = shared_pool(parse_spec(body.get("spec") or {}))
+        except SpecError:
+            unsure.add(namespace)
+            continue
+        if pool_name is not None:
+            kept.add((namespace, f"{POOL_OWNER_PREFIX}{pool_name}"))
+    gone = []
+    for user_name_ in users:
+        parsed = parse_user(user_name_)
+        if parsed is None:
+            continue
+        namespace, owner, _ = parsed
+        if namespace not in namespaces:
+            continue
+        if (namespace, owner) in kept:
+            continue
+        if owner.startswith(POOL_OWNER_PREFIX) and namespace in unsure:
+            continue
+        gone.append(user_name_)
+    return sorted(gone)
