@@ -73,6 +73,9 @@ class Dashboard:
     # The platform chart's read-only one (get, list and watch of CryptoPipelines in its
     # namespace); empty: the dashboards get no Kubernetes access and list no pipelines.
     service_account: str = ""
+    # Added to every dashboard Ingress: an authentication front (oauth2-proxy's or basic auth's
+    # annotations for the Ingress controller), TLS redirects, a cert-manager issuer.
+    ingress_annotations: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

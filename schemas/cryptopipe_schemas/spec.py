@@ -205,6 +205,12 @@ class DashboardSpec:
     host: str | None = spec_field(
         "Ingress host name; no Ingress when absent.", None, pattern=DNS_NAME_PATTERN
     )
+    tls_secret: str | None = spec_field(
+        "A kubernetes.io/tls Secret in the pipeline's namespace whose certificate the Ingress "
+        "serves for the host; plain HTTP when absent.",
+        None,
+        pattern=DNS_NAME_PATTERN,
+    )
 
 
 @dataclass(frozen=True)

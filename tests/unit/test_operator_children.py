@@ -254,6 +254,39 @@ def test_model_change_starts_a_new_training_job_and_keeps_the_schedule() -> None
     assert args[args.index("--registry") + 1] == "hdfs://nn:8020/cryptopipe/models/team/btc"
 
 
+def test_dashboard_ingress_serves_tls_and_carries_the_platforms_annotations() -> None:
+    auth = {
+        "nginx.ingress.kubernetes.io/auth-url": "https://oauth2.example.org/oauth2/auth",
+        "nginx.ingress.kubernetes.io/auth-signin": "https://oauth2.example.org/oauth2/start",
+    }
+    config = dataclasses.replace(CONFIG, dashboard=Dashboard(ingress_annotations=auth))
+    spec = {"dashboard": {"host": "btc.example.org", "tlsSecret": "btc-example-org-tls"}}
+    (ingress,) = by_kind(children.desired(pipeline(spec), config))["Ingress"]
+    assert ingress["spec"]["tls"] == [
+        {"hosts": ["btc.example.org"], "secretName": "btc-example-org-tls"}
+    ]
+    assert ingress["metadata"]["annotations"] == auth
+    (plain,) = by_kind(children.desired(pipeline({"dashboard": {"host": "b.example"}}), CONFIG))[
+        "Ingress"
+    ]
+    assert "tls" not in plain["spec"] and "annotations" not in plain["metadata"]
+
+
+def test_the_readmes_dashboard_behind_tls_and_a_login_renders_as_it_says() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = next(b for b in readme.split("```yaml")[1:] if "ingressAnnotations" in b)
+    pipeline_part, values = yaml.safe_load_all(block.split("```")[0])
+    platform = values["platform"]
+    config = dataclasses.replace(
+        CONFIG, dashboard=Dashboard(ingress_annotations=platform["dashboard"]["ingressAnnotations"])
+    )
+    (ingress,) = by_kind(children.desired(pipeline(pipeline_part["spec"]), config))["Ingress"]
+    assert ingress["spec"]["tls"] == [
+        {"hosts": ["btcusdt.example.org"], "secretName": "btcusdt-example-org-tls"}
+    ]
+    assert "nginx.ingress.kubernetes.io/auth-url" in ingress["metadata"]["annotations"]
+
+
 def test_suspend_scales_to_zero_and_drops_only_the_spark_application() -> None:
     running = by_kind(children.desired(pipeline(), CONFIG))
     suspended = by_kind(children.desired(pipeline({"suspend": True}), CONFIG))

@@ -251,7 +251,7 @@ def test_the_pool_dashboard_lists_every_member_that_asks_with_its_own_registry()
         body("btc", "BTCUSDT", "2026-01-01T00:00:00Z", source=synthetic,
              dashboard={"host": "btc.example"}),
         body("eth", "ETHUSDT", "2026-01-02T00:00:00Z", source=synthetic, intervals=["1m"],
-             model={"interval": "1m"}, dashboard={"host": "eth.example"}),
+             model={"interval": "1m"}, dashboard={"host": "eth.example", "tlsSecret": "eth-tls"}),
         body("syn", "SYNAUSDT", "2026-01-03T00:00:00Z", source=synthetic),
         body("off", "XRPUSDT", "2026-01-04T00:00:00Z", source=synthetic,
              dashboard={"enabled": False}),
@@ -267,5 +267,6 @@ def test_the_pool_dashboard_lists_every_member_that_asks_with_its_own_registry()
     assert config.registries["ETHUSDT"].endswith("/cryptopipe/models/team/eth")
     ingress = by_kind(objs)["Ingress"]
     assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["btc.example", "eth.example"]
+    assert ingress["spec"]["tls"] == [{"hosts": ["eth.example"], "secretName": "eth-tls"}]
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
     assert backend == "majors-dashboard-pool"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from cryptopipe_operator.children import training
@@ -122,32 +123,62 @@ def service_of(owner: Owner, service_name: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Route:
+    """A host the dashboard's Ingress answers, with the TLS Secret it serves it with."""
+
+    host: str
+    tls_secret: str | None = None
+
+
+def routes(pipelines: Sequence[Pipeline]) -> list[Route]:
+    """The hosts the pipelines ask for, in a stable order."""
+    found = {
+        Route(p.spec.dashboard.host, p.spec.dashboard.tls_secret)
+        for p in pipelines
+        if p.spec.dashboard.host
+    }
+    return sorted(found, key=lambda route: (route.host, route.tls_secret or ""))
+
+
 def build_ingress(pipeline: Pipeline, config: PlatformConfig) -> dict[str, Any] | None:
-    host = pipeline.spec.dashboard.host
-    return ingress_of(pipeline, name(pipeline), [host] if host else [], config)
+    return ingress_of(pipeline, name(pipeline), routes([pipeline]), config)
 
 
 def ingress_of(
-    owner: Owner, service_name: str, hosts: Sequence[str], config: PlatformConfig
+    owner: Owner, service_name: str, hosts: Sequence[Route], config: PlatformConfig
 ) -> dict[str, Any] | None:
-    """An Ingress with a rule per host to the dashboard's Service; none without a host."""
+    """An Ingress with a rule per host to the dashboard's Service, TLS for the hosts that name a
+    Secret, and the platform's annotations; none without a host."""
     if not hosts:
         return None
     backend = {"service": {"name": service_name, "port": {"name": "http"}}}
     spec: dict[str, Any] = {
         "rules": [
             {
-                "host": host,
+                "host": route.host,
                 "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
             }
-            for host in hosts
+            for route in hosts
         ]
     }
     if config.ingress_class:
         spec["ingressClassName"] = config.ingress_class
+    by_secret: dict[str, list[str]] = {}
+    for route in hosts:
+        if route.tls_secret:
+            by_secret.setdefault(route.tls_secret, []).append(route.host)
+    if by_secret:
+        spec["tls"] = [
+            {"hosts": hosts_of, "secretName": secret}
+            for secret, hosts_of in sorted(by_secret.items())
+        ]
+    meta = metadata(owner, service_name, COMPONENT)
+    if config.dashboard.ingress_annotations:
+        meta["annotations"] = dict(sorted(config.dashboard.ingress_annotations.items()))
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": metadata(owner, service_name, COMPONENT),
+        "metadata": meta,
         "spec": spec,
     }

@@ -217,8 +217,7 @@ def build_dashboard(pool: Pool, config: PlatformConfig) -> list[dict[str, Any]]:
         dashboard.deployment_of(pool, name, arguments, requests, digest(arguments), config),
         dashboard.service_of(pool, name),
     ]
-    hosts = sorted({m.spec.dashboard.host for m in listed if m.spec.dashboard.host})
-    ingress = dashboard.ingress_of(pool, name, hosts, config)
+    ingress = dashboard.ingress_of(pool, name, dashboard.routes(listed), config)
     return [*out, ingress] if ingress is not None else out
 
 
