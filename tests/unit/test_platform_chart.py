@@ -89,6 +89,7 @@ def test_lint_strict(helm: str, values: str) -> None:
     + [
         ("values.yaml", EXTERNAL),
         ("values.yaml", ["--set", "kafka.strimzi.storage.type=ephemeral"]),
+        ("values.yaml", ["--set", "networkPolicy.enabled=true"]),
     ],
 )
 def test_kubeconform_strict(
@@ -163,6 +164,61 @@ def test_an_operator_managing_kafka_users_gets_its_admin_and_writes_secrets_only
         for rule in role["rules"]
         if "secrets" in rule["resources"]
     ]
+
+
+def test_the_service_proxy_is_cluster_wide_only_for_an_operator_watching_every_namespace(
+    helm: str,
+) -> None:
+    def proxied(*args: str) -> dict[tuple[str, str], list[str]]:
+        docs = [d for d in yaml.safe_load_all(render_text(helm, *args, chart=OPERATOR_CHART)) if d]
+        return {
+            (doc["kind"], doc["metadata"].get("namespace", "")): rule["verbs"]
+            for doc in docs
+            if doc["kind"] in ("ClusterRole", "Role")
+            for rule in doc["rules"]
+            if "services/proxy" in rule["resources"]
+        }
+
+    assert proxied() == {("ClusterRole", ""): ["get"]}
+    scoped = proxied("--set", "watchNamespaces={team-a,team-b}")
+    assert scoped == {("Role", "team-a"): ["get"], ("Role", "team-b"): ["get"]}
+    assert proxied("--set", "platform.freshness.enabled=false") == {}
+
+
+def test_platform_services_accept_only_pipelines_the_operator_and_each_other(helm: str) -> None:
+    assert not by_kind(render(helm), "NetworkPolicy")  # off by default
+    docs = render(
+        helm, "--set", "networkPolicy.enabled=true", "--set", "spark.namespaces={team-a,team-b}",
+        "--set", "networkPolicy.operatorNamespace=ops",
+        "--set", "networkPolicy.extraSources[0].namespaceSelector.matchLabels.name=monitoring",
+    )  # fmt: skip
+    platform = one(docs, "NetworkPolicy", "cryptopipe-platform-sources")
+    selected = platform["spec"]["podSelector"]["matchExpressions"][0]["values"]
+    assert sorted(selected) == [
+        "hdfs-datanode",
+        "hdfs-namenode",
+        "hive-metastore",
+        "schema-registry",
+    ]
+    assert platform["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = platform["spec"]["ingress"]
+    assert "ports" not in rule  # any port, from these sources only
+    namespaces = [
+        peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+        for peer in rule["from"]
+    ]
+    assert namespaces == ["team-a", "team-b", "ops", None, None]
+    pods = [peer.get("podSelector", {}).get("matchLabels") for peer in rule["from"]]
+    assert pods[:2] == [{"app.kubernetes.io/managed-by": "cryptopipe-operator"}] * 2
+    assert pods[2] == {"app.kubernetes.io/name": "cryptopipe-operator"}
+    assert pods[3] == {"app.kubernetes.io/instance": "rel"}  # the release's own pods
+    assert rule["from"][4] == {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
+    postgres = one(docs, "NetworkPolicy", "cryptopipe-postgres-from-metastore")
+    ((peer,),) = [r["from"] for r in postgres["spec"]["ingress"]]
+    assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "hive-metastore"
+    (kafka,) = by_kind(docs, "Kafka")
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    assert listener["networkPolicyPeers"] == rule["from"]
 
 
 def test_strimzi_kafka_is_kraft_with_one_dual_role_pool_and_the_topic_operator(helm: str) -> None:

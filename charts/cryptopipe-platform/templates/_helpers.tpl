@@ -235,3 +235,28 @@ platform:
   pools:
     {{- toYaml .Values.pools | nindent 4 }}
 {{- end }}
+
+{{/* Who may reach the platform's services (networkPolicy): NetworkPolicy peers. */}}
+{{- define "platform.networkPolicySources" -}}
+{{- $pipelineNamespaces := .Values.networkPolicy.pipelineNamespaces | default .Values.spark.namespaces | default (list .Release.Namespace) }}
+{{- range $pipelineNamespaces }}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ . }}
+  podSelector:
+    matchLabels:
+      app.kubernetes.io/managed-by: cryptopipe-operator
+{{- end }}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ .Values.networkPolicy.operatorNamespace | default .Release.Namespace }}
+  podSelector:
+    matchLabels:
+      app.kubernetes.io/name: cryptopipe-operator
+- podSelector:
+    matchLabels:
+      app.kubernetes.io/instance: {{ .Release.Name }}
+{{- with .Values.networkPolicy.extraSources }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
