@@ -41,6 +41,15 @@ def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
     return result.stdout
 
 
+def restricted_namespace(name: str) -> str:
+    """A Namespace under Pod Security's restricted profile, enforced by the API server's
+    admission, as scripts/cluster makes the platform's: kubectl apply -f - it."""
+    labels = "".join(
+        f"    pod-security.kubernetes.io/{mode}: restricted\n" for mode in ("enforce", "warn")
+    )
+    return f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n{labels}"
+
+
 def get(*args: str) -> Any:
     """`kubectl get ... -o json`, or None when it fails (for example: not found)."""
     result = kube.kubectl("get", *args, "-o", "json", kubeconfig=kubeconfig(), timeout=60)

@@ -43,7 +43,7 @@ from kafka.admin import (
 )
 from kafka.errors import TopicAuthorizationFailedError
 from net_support import free_port
-from node_support import wait_for
+from node_support import restricted_namespace, wait_for
 
 from cryptopipe_schemas import topics
 from cryptopipe_testbed import upstream_crds
@@ -301,7 +301,7 @@ def release(kube: Kube) -> Iterator[dict[str, Any]]:
 @pytest.fixture
 def namespace(kube: Kube) -> Iterator[str]:
     ns = f"cpo-pl-{uuid.uuid4().hex[:6]}"
-    kube.kubectl("create", "namespace", ns)
+    kube.kubectl("apply", "-f", "-", stdin=restricted_namespace(ns))
     yield ns
     kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
@@ -760,7 +760,7 @@ def test_an_operator_limited_to_some_namespaces_acts_there_only(
 ) -> None:
     watched, other = (f"cpo-ns-{uuid.uuid4().hex[:6]}" for _ in range(2))
     for ns in (watched, other):
-        kube.kubectl("create", "namespace", ns)
+        kube.kubectl("apply", "-f", "-", stdin=restricted_namespace(ns))
     release["operator"].stop()  # the module's cluster-wide operator would act everywhere
     try:
         with installed_operator(kube, "cpo-scoped", [watched]) as installed:
@@ -1024,7 +1024,7 @@ def test_each_component_connects_to_kafka_as_its_own_user(
     }
     ns = f"cpo-users-{uuid.uuid4().hex[:6]}"
     solo, first, second = (f"U{uuid.uuid4().hex[:6].upper()}USDT" for _ in range(3))
-    kube.kubectl("create", "namespace", ns)
+    kube.kubectl("apply", "-f", "-", stdin=restricted_namespace(ns))
     release["operator"].stop()  # the module's cluster-wide operator would act here too
     try:
         fullname = f"cpo-users-{uuid.uuid4().hex[:6]}"  # its ClusterRoles are named after it

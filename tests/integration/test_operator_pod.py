@@ -37,7 +37,17 @@ from browser_support import chromium, page_text, screenshot
 from kafka.admin import KafkaAdminClient, ScramMechanism, UserScramCredentialUpsertion
 from kafka_support import read_topic
 from monitoring_support import dashboard_queries, series_names
-from node_support import get, helm, http_get, is_ready, kubectl, metric, port_forward, wait_for
+from node_support import (
+    get,
+    helm,
+    http_get,
+    is_ready,
+    kubectl,
+    metric,
+    port_forward,
+    restricted_namespace,
+    wait_for,
+)
 from prometheus_support import annotated_endpoints_job, running_prometheus
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
@@ -188,8 +198,8 @@ def release(prepared: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         },
     }
     (home / "values.yaml").write_text(yaml.safe_dump(values))
-    kubectl("create", "namespace", pipelines)
-    kubectl("create", "namespace", namespace)
+    for name in (pipelines, namespace):
+        kubectl("apply", "-f", "-", stdin=restricted_namespace(name))
     admin_password = secrets.token_urlsafe(16)
     root = KafkaAdminClient(bootstrap_servers=HOST_KAFKA)  # PLAINTEXT: the super user
     try:

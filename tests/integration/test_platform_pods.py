@@ -26,7 +26,7 @@ from typing import Any
 
 import metastore_thrift_support as hms
 import pytest
-from node_support import get, kubectl, wait_for
+from node_support import get, kubectl, restricted_namespace, wait_for
 from platform_support import (
     CHART,
     COMPONENTS,
@@ -63,7 +63,7 @@ def platform(
     prepared: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
     namespace = f"cpp-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "namespace", namespace)
+    kubectl("apply", "-f", "-", stdin=restricted_namespace(namespace))
     try:
         with installed(prepared, tmp_path_factory.mktemp("helm"), namespace) as ready:
             yield ready
@@ -105,6 +105,22 @@ def test_platform_runs_in_real_pods_on_the_node(platform: Platform) -> None:
     for claim in claims:
         assert claim["spec"]["storageClassName"] == node_manifests.STORAGE_CLASS
         assert claim["status"]["phase"] == "Bound"
+
+
+def test_the_restricted_namespace_admits_the_platform_and_refuses_a_root_pod(
+    platform: Platform,
+) -> None:
+    """Pod Security admission is on in the test bed's API server: the namespace's label is
+    enforced, so the platform's pods running there (above) were admitted under it."""
+    ns = platform.namespace
+    labels = get("namespace", ns)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    for pod in all_ready(platform).values():
+        for container in pod["spec"]["containers"]:
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    root_pod = ["run", "root-shell", f"--namespace={ns}", "--image=busybox", "--dry-run=server"]
+    with pytest.raises(AssertionError, match='violates PodSecurity "restricted:latest"'):
+        kubectl(*root_pod, "--", "sleep", "1")
 
 
 def test_helm_test_passes_against_the_real_pods(platform: Platform) -> None:

@@ -76,7 +76,9 @@ def test_dry_run_up_on_kind_prints_the_exact_commands_in_order() -> None:
         "https://strimzi.io/charts/",
         "helm --kube-context=kind-cryptopipe upgrade --install strimzi "
         "strimzi/strimzi-kafka-operator --version 1.2.0 -n strimzi --create-namespace "
-        "--set 'watchNamespaces={cryptopipe}' --wait --timeout=10m",
+        "--set 'watchNamespaces={cryptopipe}' "
+        "--set 'extraEnvs[0].name=STRIMZI_POD_SECURITY_PROVIDER_CLASS' "
+        "--set 'extraEnvs[0].value=restricted' --wait --timeout=10m",
         "helm --kube-context=kind-cryptopipe upgrade --install spark-operator "
         "spark-operator/spark-operator --version 2.5.0 -n spark-operator --create-namespace "
         "--set 'spark.jobNamespaces={cryptopipe}' --set webhook.enable=true --wait --timeout=10m",
@@ -94,6 +96,18 @@ def test_dry_run_up_on_kind_prints_the_exact_commands_in_order() -> None:
     )
     assert "operator-values.yaml" in last
     assert "Ready. Next:" in result.stdout and "examples/btcusdt.yaml" in result.stdout
+    # Both namespaces exist under Pod Security's restricted profile before anything runs there.
+    restricted = "".join(
+        f"\n    pod-security.kubernetes.io/{mode}: restricted"
+        for mode in ("enforce", "audit", "warn")
+    )
+    for namespace, installed_by in (
+        ("cryptopipe", "upgrade --install cryptopipe-platform"),
+        ("spark-operator", "upgrade --install spark-operator"),
+    ):
+        manifest = f"  name: {namespace}\n  labels:{restricted}"
+        assert manifest in result.stdout
+        assert result.stdout.index(manifest) < result.stdout.index(installed_by)
 
 
 def test_dry_run_on_minikube_loads_with_minikube_and_enables_its_ingress() -> None:

@@ -21,7 +21,7 @@ from cryptopipe_operator.children.common import CONFIG_HASH, MAX_CHILD_NAME, Pip
 from cryptopipe_operator.config import Dashboard, config_from_mapping
 from cryptopipe_schemas.crd import MAX_NAME
 from cryptopipe_schemas.spec import load_spec_file, spec_from_document, to_mapping
-from operator_support import CONFIG, pipeline
+from operator_support import CONFIG, assert_restricted_and_read_only, pipeline, pod_specs
 
 pytestmark = pytest.mark.unit
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -32,14 +32,6 @@ def by_kind(objs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     for obj in objs:
         out.setdefault(obj["kind"], []).append(obj)
     return out
-
-
-def pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    if obj["kind"] == "Deployment" or obj["kind"] == "Job":
-        return [obj["spec"]["template"]["spec"]]
-    if obj["kind"] == "CronJob":
-        return [obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]]
-    return []
 
 
 def test_every_child_is_labelled_namespaced_and_named_after_the_pipeline() -> None:
@@ -91,12 +83,14 @@ def test_pods_mount_the_rendered_spec_and_use_the_platform_images_and_scheduling
         for spec in pod_specs(obj):
             assert spec["nodeSelector"] == {"type": "kwok"}
             assert spec["tolerations"][0]["key"] == "kwok.x-k8s.io/node"
-            assert spec["volumes"] == [{"name": "pipeline", "configMap": {"name": "btc-config"}}]
+            assert spec["volumes"] == [
+                {"name": "pipeline", "configMap": {"name": "btc-config"}},
+                {"name": "tmp", "emptyDir": {}},
+            ]
             container = spec["containers"][0]
             # The dashboard takes its settings as flags (after streamlit's `--`), not the spec.
             assert "--spec" in container["args"] or container["name"] == "dashboard"
-            assert container["securityContext"]["allowPrivilegeEscalation"] is False
-            assert spec["securityContext"]["runAsNonRoot"] is True
+            assert_restricted_and_read_only(spec, container)
 
 
 def test_a_replay_producer_stays_up_after_the_replay() -> None:
@@ -210,12 +204,14 @@ def test_spark_pods_get_the_spec_volume_security_and_scheduling_from_pod_templat
         part = app["spec"][role]
         assert not {"volumeMounts", "securityContext", "nodeSelector", "tolerations"} & set(part)
         template = part["template"]["spec"]
-        assert template["volumes"] == [{"name": "pipeline", "configMap": {"name": "btc-config"}}]
+        assert template["volumes"] == [
+            {"name": "pipeline", "configMap": {"name": "btc-config"}},
+            {"name": "tmp", "emptyDir": {}},
+        ]
         (container,) = template["containers"]
         assert container["name"] == container_name
         assert container["volumeMounts"][0]["mountPath"] == "/etc/cryptopipe"
-        assert container["securityContext"]["allowPrivilegeEscalation"] is False
-        assert template["securityContext"]["runAsNonRoot"] is True
+        assert_restricted_and_read_only(template, container)
         assert template["nodeSelector"] == {"type": "kwok"}
         assert part["labels"]["cryptopipe.io/pipeline"] == "btc"
 

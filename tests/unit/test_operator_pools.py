@@ -16,7 +16,7 @@ from cryptopipe_operator.children import pool as pool_children
 from cryptopipe_operator.children.common import POOL_LABEL, POOL_SPEC_DIR, Pool
 from cryptopipe_operator.reconcile import Outcome, admit_training
 from cryptopipe_schemas.spec import parse_spec
-from operator_support import CONFIG
+from operator_support import CONFIG, assert_restricted_and_read_only, pod_specs
 
 SHARED = {"isolation": "shared", "pool": "majors"}
 
@@ -270,3 +270,20 @@ def test_the_pool_dashboard_lists_every_member_that_asks_with_its_own_registry()
     assert ingress["spec"]["tls"] == [{"hosts": ["eth.example"], "secretName": "eth-tls"}]
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
     assert backend == "majors-dashboard-pool"
+
+
+def test_every_pod_of_a_pool_or_a_pipeline_is_restricted_with_a_read_only_root() -> None:
+    dedicated = children.desired(
+        children.Pipeline("solo", "team", parse_spec({"symbol": "SOLUSDT"})), CONFIG
+    )
+    pods = [
+        (spec, container)
+        for obj in [*pool_children.desired(majors("BTCUSDT", "ETHUSDT"), CONFIG), *dedicated]
+        for spec in pod_specs(obj)
+        for container in spec["containers"]
+    ]
+    # The pool's producer, Spark driver and executor, predictor and dashboard; the pipeline's
+    # same five, its training Job and its retraining CronJob.
+    assert len(pods) == 12
+    for spec, container in pods:
+        assert_restricted_and_read_only(spec, container)

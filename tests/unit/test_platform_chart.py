@@ -413,7 +413,7 @@ def test_ports_follow_the_values_everywhere(helm: str) -> None:
 
 
 @pytest.mark.parametrize("values", VALUES_FILES)
-def test_every_pod_runs_as_non_root(helm: str, values: str) -> None:
+def test_every_pod_is_restricted_with_a_read_only_root(helm: str, values: str) -> None:
     docs = render(helm, "-f", str(CHART / values))
     workloads = [d for d in docs if d["kind"] in WORKLOADS]
     # 3 StatefulSets, the metastore and schema registry Deployments, 3 helm test pods
@@ -422,9 +422,11 @@ def test_every_pod_runs_as_non_root(helm: str, values: str) -> None:
         spec = pod_spec(doc)
         assert spec["securityContext"]["runAsNonRoot"] is True, doc["metadata"]["name"]
         assert spec["securityContext"]["runAsUser"] > 0
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         for container in spec.get("initContainers", []) + spec["containers"]:
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
             assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_schema_refuses_a_root_pod(helm: str) -> None:

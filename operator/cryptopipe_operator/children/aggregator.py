@@ -33,6 +33,8 @@ from cryptopipe_operator.children.common import (
     scheduling,
     schema_registry_args,
     scrape_annotations,
+    scratch_mount,
+    scratch_volume,
     spec_mount,
     spec_volume,
 )
@@ -111,14 +113,14 @@ def pod_template(owner: Owner, config: PlatformConfig, container: str) -> dict[s
     )
     main: dict[str, Any] = {
         "name": container,
-        "volumeMounts": [spec_mount(owner)],
+        "volumeMounts": [spec_mount(owner), scratch_mount()],
         "securityContext": container_security(),
         **({"ports": ports} if ports else {}),
     }
     return {
         "spec": {
             "securityContext": pod_security(),
-            "volumes": [spec_volume(owner), *kafka_ca_volume(config)],
+            "volumes": [spec_volume(owner), scratch_volume(), *kafka_ca_volume(config)],
             "containers": [kafka_client(main, config, owner, COMPONENT)],
             **scheduling(config),
         }

@@ -143,7 +143,26 @@ def pod_security() -> dict[str, Any]:
 
 
 def container_security() -> dict[str, Any]:
-    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    """Pod Security's `restricted` profile, and a read-only root: what a process writes goes to
+    the pod's /tmp (scratch_volume), Spark's local dirs or HDFS."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+    }
+
+
+SCRATCH_VOLUME = "tmp"
+
+
+def scratch_volume() -> dict[str, Any]:
+    """The only writable folder of a container besides its data: Python's and the JVM's
+    temporary files, Streamlit's and Keras's HOME (the images set HOME=/tmp)."""
+    return {"name": SCRATCH_VOLUME, "emptyDir": {}}
+
+
+def scratch_mount() -> dict[str, Any]:
+    return {"name": SCRATCH_VOLUME, "mountPath": "/tmp"}  # noqa: S108 (a pod-private emptyDir)
 
 
 def spec_volume(pipeline: Owner) -> dict[str, Any]:
@@ -178,7 +197,7 @@ def container(
         "imagePullPolicy": config.images.pull_policy,
         "args": args,
         "resources": resources(requests),
-        "volumeMounts": [spec_mount()],
+        "volumeMounts": [spec_mount(), scratch_mount()],
         "securityContext": container_security(),
     }
 
@@ -197,6 +216,7 @@ def pod_template(
         "containers": containers,
         "volumes": [
             spec_volume(pipeline),
+            *([scratch_volume()] if SCRATCH_VOLUME in mounted else []),
             *(v for v in kafka_ca_volume(config) if v["name"] in mounted),
         ],
         **scheduling(config),

@@ -19,6 +19,7 @@ from cryptopipe_operator.children.common import (
     metadata,
     pod_template,
     schema_registry_args,
+    scratch_mount,
     selector,
     spec_mount,
 )
@@ -98,7 +99,7 @@ def deployment_of(
         "periodSeconds": 20,
     }
     if isinstance(owner, Pool):
-        main["volumeMounts"] = [spec_mount(owner)]
+        main["volumeMounts"] = [spec_mount(owner), scratch_mount()]
     template = pod_template(
         owner, COMPONENT, [kafka_client(main, config, owner, COMPONENT)], config, config_hash
     )

@@ -36,6 +36,7 @@ from cryptopipe_operator.children.common import (
     metrics_service,
     pod_template,
     schema_registry_args,
+    scratch_mount,
     spec_mount,
 )
 from cryptopipe_operator.config import PlatformConfig
@@ -103,7 +104,7 @@ def build_producer(pool: Pool, config: PlatformConfig) -> dict[str, Any]:
     arguments = producer_args(pool, config)
     main = container(PRODUCER, config.images.producer, arguments, requests, config)
     main["command"] = ["cryptopipe-producer"]
-    main["volumeMounts"] = [spec_mount(pool)]
+    main["volumeMounts"] = [spec_mount(pool), scratch_mount()]
     main["ports"] = [{"name": "metrics", "containerPort": PRODUCER_METRICS_PORT}]
     main["livenessProbe"] = {
         "httpGet": {"path": "/healthz", "port": "metrics"},
@@ -174,7 +175,7 @@ def predictor_args(pool: Pool, config: PlatformConfig) -> list[str]:
 def build_predictor(pool: Pool, config: PlatformConfig) -> dict[str, Any]:
     requests = ComponentResources(config.pools.predictor_cpu, config.pools.predictor_memory)
     main = predictor.predictor_container(predictor_args(pool, config), requests, config)
-    main["volumeMounts"] = [spec_mount(pool)]
+    main["volumeMounts"] = [spec_mount(pool), scratch_mount()]
     # The members are not part of it: it reads the folder again as they join and leave.
     main = kafka_client(main, config, pool, predictor.COMPONENT)
     template = pod_template(pool, predictor.COMPONENT, [main], config, digest(pool.name))
