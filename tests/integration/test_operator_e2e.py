@@ -997,7 +997,8 @@ def test_each_component_connects_to_kafka_as_its_own_user(
     pods read; Kafka itself then allows each user its own topics and nothing else, and takes
     back a symbol's ACLs when it leaves its pool."""
     brokers = testbed.ensure("kafka")
-    admin_user, admin_password = brokers["CRYPTOPIPE_KAFKA_SCRAM_ADMIN"], secrets.token_urlsafe(16)
+    admin_user = brokers["CRYPTOPIPE_KAFKA_SCRAM_ADMIN"]
+    admin_password = brokers["CRYPTOPIPE_KAFKA_SCRAM_ADMIN_PASSWORD"]  # shared with other tests
     root = KafkaAdminClient(bootstrap_servers=brokers["CRYPTOPIPE_KAFKA_BOOTSTRAP"])
     mechanism = ScramMechanism.SCRAM_SHA_512
     root.alter_user_scram_credentials(

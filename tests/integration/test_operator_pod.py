@@ -200,7 +200,7 @@ def release(prepared: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     (home / "values.yaml").write_text(yaml.safe_dump(values))
     for name in (pipelines, namespace):
         kubectl("apply", "-f", "-", stdin=restricted_namespace(name))
-    admin_password = secrets.token_urlsafe(16)
+    admin_password = kafka.scram_admin_password()  # shared: other tests log in with it too
     root = KafkaAdminClient(bootstrap_servers=HOST_KAFKA)  # PLAINTEXT: the super user
     try:
         root.alter_user_scram_credentials(

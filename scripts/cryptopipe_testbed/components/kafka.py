@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import secrets
 import uuid
 from pathlib import Path
 
@@ -161,7 +162,20 @@ class Kafka(Component):
             "CRYPTOPIPE_KAFKA_SCRAM_BOOTSTRAP": f"{HOST}:{SCRAM_PORT}",
             "CRYPTOPIPE_KAFKA_POD_SCRAM_BOOTSTRAP": f"{POD_LISTENER_ADDRESS}:{POD_SCRAM_PORT}",
             "CRYPTOPIPE_KAFKA_SCRAM_ADMIN": SCRAM_ADMIN,
+            "CRYPTOPIPE_KAFKA_SCRAM_ADMIN_PASSWORD": scram_admin_password(),
         }
+
+
+def scram_admin_password() -> str:
+    """The SCRAM super user's password, one per run folder: every test that makes the user
+    (over PLAINTEXT, as ANONYMOUS) gives it the same password, so tests running side by side
+    (the kind lane and the others) never log each other's operators out."""
+    path = paths.component_run("kafka") / "scram-admin-password"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(18))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def _cluster_id() -> str:
