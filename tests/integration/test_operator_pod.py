@@ -29,12 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import attack_support
 import pytest
 import yaml
 from avro.io import BinaryDecoder, DatumReader
 from avro.schema import parse as parse_avro
-from browser_support import chromium, page_text, screenshot
-from kafka.admin import KafkaAdminClient, ScramMechanism, UserScramCredentialUpsertion
+from browser_support import ARTIFACTS, chromium, page_text, screenshot
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic, ScramMechanism, UserScramCredentialUpsertion
 from kafka_support import read_topic
 from monitoring_support import dashboard_queries, series_names
 from node_support import (
@@ -59,7 +61,7 @@ from cryptopipe_jobs.producer.resume import last_trades
 from cryptopipe_schemas import topics
 from cryptopipe_schemas.avro_schemas import SchemaName, schema_json
 from cryptopipe_testbed import node_load, upstream_crds
-from cryptopipe_testbed.components import images, kafka, kube, node
+from cryptopipe_testbed.components import hdfs, hive, images, kafka, kube, node
 from testbed_plugin import TestbedSession
 
 pytestmark = pytest.mark.integration
@@ -689,6 +691,147 @@ def test_a_real_prometheus_scrapes_the_pods_and_pages_while_the_producer_is_stop
         assert again["pod"] != producer_pod["metadata"]["name"]
     kubectl("delete", "cpl", SYNTH, f"--namespace={ns}", "--wait=true", "--timeout=60s")
     wait_for("synth's pods collected", lambda: not get("pods", f"--namespace={ns}")["items"], 120)
+
+
+VICTIM = "victim"
+KAFKA_ATTEMPTS = attack_support.ATTEMPTS[:5]
+
+
+def attacker_pod(namespace: str, name: str) -> dict[str, Any]:
+    """An unprivileged pod (restricted, the namespace's default ServiceAccount) with python and
+    a Kafka client: our producer image, kept alive to run the attempts in."""
+    container = {
+        "name": "shell",
+        "image": images.reference("producer"),
+        "imagePullPolicy": "Never",
+        "command": ["python", "-c", "import time; time.sleep(3600)"],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+        },
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "nodeSelector": REAL,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [container],
+        },
+    }
+
+
+def test_the_attackers_view_from_another_namespace_and_from_a_producer_pod(
+    release: Release,
+) -> None:
+    """Issue 27's table of attempts, as measured on the test bed's node. Asserted: what Kafka's
+    authentication and ACLs and the API server's RBAC refuse. Reported only: what needs an
+    enforcing NetworkPolicy engine (none runs on this kernel) or authentication HDFS and the
+    metastore do not have."""
+    ns = release.pipelines
+    symbol, other = (f"A{uuid.uuid4().hex[:6].upper()}USDT" for _ in range(2))
+    attackers = f"{ns}-attacker"
+    kubectl("apply", "-f", "-", stdin=restricted_namespace(attackers))
+    kubectl(
+        "create", "secret", "generic", "sheets-credentials", f"--namespace={ns}",
+        "--from-literal=service-account.json={}",
+    )  # fmt: skip
+    own_trades, candles, forecasts = (
+        topics.trades(symbol),
+        topics.candles("1h", symbol),
+        topics.forecasts(symbol),
+    )
+    root = KafkaAdminClient(bootstrap_servers=HOST_KAFKA)
+    try:
+        targets = [topics.trades(other), candles, forecasts]
+        existing = set(root.list_topics())
+        root.create_topics([NewTopic(t, 1, 1) for t in targets if t not in existing])
+    finally:
+        root.close()
+    writer = KafkaProducer(bootstrap_servers=HOST_KAFKA)
+    try:
+        for topic in targets:
+            writer.send(topic, b"a real record").get(30)
+    finally:
+        writer.close()
+    synthetic = {"kind": "synthetic", "synthetic": {"rate": 5, "seed": 11}}
+    manifest = pipeline_manifest(VICTIM, symbol, synthetic, {"enabled": True})
+    kubectl("apply", f"--namespace={ns}", "-f", "-", stdin=json.dumps(manifest))
+    kubectl("apply", "-f", "-", stdin=json.dumps(attacker_pod(attackers, "shell")))
+    try:
+        producer = wait_for(
+            "the victim's producer pod Ready",
+            lambda: next((p for p in component_pods(ns, "producer", VICTIM) if is_ready(p)), None),
+            120,
+        )
+        wait_for(
+            "the victim's dashboard and the attacker's pod Ready",
+            lambda: (
+                any(is_ready(p) for p in component_pods(ns, "dashboard", VICTIM))
+                and is_ready(get("pod", "shell", f"--namespace={attackers}"))
+            ),
+            120,
+        )
+        common = {
+            "topics": {
+                "other_trades": topics.trades(other), "candles": candles,
+                "forecasts": forecasts, "own_trades": own_trades,
+            },
+            "webhdfs": f"{node.NODE_IP}:{hdfs.NAMENODE_HTTP_PORT}",
+            "metastore": f"{node.NODE_IP}:{hive.THRIFT_PORT}",
+            "dashboard": f"http://{VICTIM}-dashboard.{ns}.svc.cluster.local/",
+            "secret": f"/api/v1/namespaces/{ns}/secrets/sheets-credentials",
+        }  # fmt: skip
+        guessed = {"username": f"cryptopipe.{ns}.{VICTIM}.dashboard", "password": "guessed"}
+        positions = [
+            attack_support.Position(
+                "the pipeline's producer pod, as its own Kafka user",
+                ns, producer["metadata"]["name"],
+                {**common, "kafka": POD_SCRAM_KAFKA, "credentials": "env"},
+            ),
+            attack_support.Position(
+                "a pod in another namespace, a guessed user on the SCRAM listener",
+                attackers, "shell",
+                {**common, "kafka": POD_SCRAM_KAFKA, "credentials": guessed},
+            ),
+            attack_support.Position(
+                "the same pod, on the test bed's PLAINTEXT pod listener",
+                attackers, "shell", {**common, "kafka": POD_KAFKA, "credentials": {}},
+            ),
+        ]  # fmt: skip
+        outcomes = {
+            position.name: json.loads(kubectl(*attack_support.command(position)))
+            for position in positions
+        }
+        rendered = attack_support.table(outcomes)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "attackers-view.md").write_text(rendered + "\n")
+        print(f"\n{rendered}")
+        for position in positions[:2]:
+            got = outcomes[position.name]
+            for attempt in (*KAFKA_ATTEMPTS, "read the Sheets Secret"):
+                assert got[attempt][0] == "refused", (position.name, attempt, got[attempt])
+        # The guessed user's pod reaches the broker, and the topics hold records: the refusals
+        # above are Kafka's, not the network's or an empty topic's.
+        open_door = outcomes[positions[2].name]
+        for attempt in ("read another pipeline's trades", "consume forecasts"):
+            assert open_door[attempt][0] == "allowed", (attempt, open_door[attempt])
+        assert not [
+            (position, attempt, result)
+            for position, results in outcomes.items()
+            for attempt, result in results.items()
+            if result[0] == "error"
+        ]
+    finally:
+        kubectl("delete", "cpl", VICTIM, f"--namespace={ns}", "--wait=true", "--timeout=60s")
+        kubectl("delete", "namespace", attackers, "--wait=false", check=False)
+        kubectl("delete", "secret", "sheets-credentials", f"--namespace={ns}", check=False)
 
 
 def test_helm_uninstall_leaves_only_the_lease_and_the_crd_behind(release: Release) -> None:
