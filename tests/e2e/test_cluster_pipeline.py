@@ -24,6 +24,7 @@ pod's log and the namespace's events are kept under test-artifacts/.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import datetime as dt
@@ -31,7 +32,6 @@ import functools
 import io
 import json
 import os
-import secrets
 import subprocess
 import threading
 import time
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import metastore_thrift_support as hms
+import panel_render
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -53,6 +54,13 @@ from kafka_support import end_offset, read_topic
 from kind_support import differences, host_state
 from node_support import against, get, helm, is_ready, kubeconfig, kubectl, port_forward, wait_for
 from platform_support import THRIFT_PORT, WEBHDFS_PORT, Platform, Resolve, webhdfs
+from prometheus_support import (
+    ApiProxy,
+    Prometheus,
+    annotated_endpoints_job,
+    annotated_pods_job,
+    running_prometheus,
+)
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -161,13 +169,12 @@ class Stack:
     timings: dict[str, float]
 
 
-def keep_logs(namespace: str, folder: Path) -> None:
-    """Every container's log (previous runs too) and the namespace's events and objects."""
-    folder.mkdir(parents=True, exist_ok=True)
+def container_logs(namespace: str) -> Iterator[tuple[str, str]]:
+    """Every container's log in the namespace, previous runs too: (file name, text)."""
     pods = get("pods", f"--namespace={namespace}") or {"items": []}
     for pod in pods["items"]:
         name = pod["metadata"]["name"]
-        for container in pod["spec"]["containers"]:
+        for container in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]:
             for previous in (False, True):
                 result = kube.kubectl(
                     "logs", name, f"--namespace={namespace}", f"--container={container['name']}",
@@ -175,7 +182,14 @@ def keep_logs(namespace: str, folder: Path) -> None:
                 )  # fmt: skip
                 if result.returncode == 0 and result.stdout:
                     suffix = ".previous" if previous else ""
-                    (folder / f"{name}.{container['name']}{suffix}.log").write_text(result.stdout)
+                    yield f"{name}.{container['name']}{suffix}.log", result.stdout
+
+
+def keep_logs(namespace: str, folder: Path) -> None:
+    """Every container's log (previous runs too) and the namespace's events and objects."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for file_name, text in container_logs(namespace):
+        (folder / file_name).write_text(text)
     for what in ("events", "pods,jobs,deployments,sparkapplications,cryptopipelines"):
         result = kube.kubectl(
             "get",
@@ -187,6 +201,63 @@ def keep_logs(namespace: str, folder: Path) -> None:
             timeout=60,
         )
         (folder / f"{what.split(',')[0]}.yaml").write_text(result.stdout + result.stderr)
+
+
+def secret_values(namespace: str) -> dict[str, str]:
+    """What the namespace's Secrets hide (passwords, keys; not user names, not helm's release
+    records), by where each is kept."""
+    found: dict[str, str] = {}
+    for secret in get("secrets", f"--namespace={namespace}")["items"]:
+        if secret["type"].startswith("helm.sh/"):
+            continue
+        for key, encoded in (secret.get("data") or {}).items():
+            value = base64.b64decode(encoded).decode(errors="replace")
+            if key != "username" and len(value) >= 12:
+                found[f"Secret {secret['metadata']['name']} {key}"] = value
+    return found
+
+
+def everything_said(namespace: str, home: Path) -> Iterator[tuple[str, str]]:
+    """Where a secret must never appear, as (where, text): every container's log here and in
+    the spark-operator's namespace, every event, ConfigMap, workload, SparkApplication and
+    CryptoPipeline (its status) in the cluster, and the releases' rendered manifests but their
+    Secrets."""
+    yield from container_logs(namespace)
+    yield from container_logs("spark-operator")
+    kinds = "events,configmaps,pods,deployments,jobs,cronjobs,sparkapplications,cryptopipelines"
+    yield kinds, kubectl("get", kinds, "--all-namespaces", "-o", "json")
+    for release in (PLATFORM_RELEASE, OPERATOR_RELEASE):
+        result = helm(home, namespace, "get", "manifest", release)
+        assert result.returncode == 0, result.stderr
+        docs = [d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] != "Secret"]
+        yield f"helm get manifest {release}", yaml.safe_dump_all(docs)
+
+
+# What one replay run must show on the dashboard (dead letters, late trades and the realized
+# error may honestly stay empty).
+PANELS_A_RUN_FILLS = {
+    "Trades published per second",
+    "Aggregation: batch duration",
+    "Aggregator driver JVM heap",
+    "Forecasts per hour",
+    "Serving model",
+    "Platform services up",
+    "Operator: reconciles per second",
+}
+
+
+@contextlib.contextmanager
+def kind_prometheus(folder: Path) -> Iterator[Prometheus]:
+    """The test bed's Prometheus scraping every pod the `prometheus.io` annotations mark in the
+    kind cluster's namespace, through the API server's pod proxy."""
+    kubeconfig_file = kind_cluster.kubeconfig_path(CLUSTER)
+    proxy = ApiProxy.from_kubeconfig(kubeconfig_file, folder / "prometheus-tls")
+    jobs = [
+        annotated_endpoints_job(kubeconfig_file, [NAMESPACE], proxy),
+        annotated_pods_job(kubeconfig_file, [NAMESPACE], proxy),
+    ]
+    with running_prometheus(folder / "prometheus", jobs, "groups: []\n", interval="5s") as server:
+        yield server
 
 
 def cluster(*args: str, timeout: float = 2400) -> float:
@@ -212,8 +283,9 @@ def tune_operator(home: Path) -> None:
 
 
 def scram_admin(env: dict[str, str]) -> str:
-    """A fresh password for the broker's SCRAM super user; the password."""
-    password = secrets.token_urlsafe(16)
+    """The broker's SCRAM super user, made over PLAINTEXT with the test bed's password for it
+    (the same for every test, so the tests beside this one keep logging in); the password."""
+    password = env["CRYPTOPIPE_KAFKA_SCRAM_ADMIN_PASSWORD"]
     root = KafkaAdminClient(bootstrap_servers=env["CRYPTOPIPE_KAFKA_BOOTSTRAP"])
     try:
         root.alter_user_scram_credentials(
@@ -405,8 +477,20 @@ def test_apply_to_candles_model_forecasts_and_dashboard_then_delete(
     (kind_node,) = get("nodes")["items"]
     assert {c["type"]: c["status"] for c in kind_node["status"]["conditions"]}["Ready"] == "True"
     assert kind_node["status"]["nodeInfo"]["kubeletVersion"] == versions.KUBERNETES
-    with forwarded_platform(stack.platform) as (metastore, thrift_port, resolve):
+    with (
+        forwarded_platform(stack.platform) as (metastore, thrift_port, resolve),
+        kind_prometheus(tmp_path) as prometheus,
+    ):
+        began = time.time()
         run_pipeline(stack, tmp_path, metastore, thrift_port, resolve)
+        # The chart's Grafana dashboard, each panel's queries answered by the real Prometheus
+        # that scraped the pods during the run.
+        picture = ARTIFACTS / "cluster-pipeline-dashboard.png"
+        counts = panel_render.render(prometheus, began, time.time(), picture)
+    empty = sorted(title for title, series in counts.items() if not series)
+    print(f"dashboard: {picture}; panels with data {len(counts) - len(empty)} of {len(counts)}, "
+          f"empty: {empty}")  # fmt: skip
+    assert not set(empty) & PANELS_A_RUN_FILLS, empty
     peak = kind_cluster.peak_memory(CLUSTER)
     print(f"the kind node container's peak memory from `kubectl apply` on, page cache "
           f"included: {peak / 2**30:.2f} GiB")  # fmt: skip
@@ -640,6 +724,20 @@ def run_pipeline(
     print(f"CPU seconds per stage: {sampler.by_stage()}")
     print(f"the kind node container's resident memory, peak of the samples: "
           f"{sampler.peak_rss / 2**30:.2f} GiB")  # fmt: skip
+
+    # No password or key of the run's Secrets (the Kafka admin's and its user key, each
+    # component's Kafka user, the metastore's database) in any log, event, ConfigMap, object,
+    # status or rendered manifest: they reach pods only as secretKeyRef or Secret volumes.
+    hidden = secret_values(ns)
+    assert len(hidden) >= 6, sorted(hidden)  # admin password and user key, 4 users, database
+    leaks = [
+        f"{what} in {where}"
+        for where, text in everything_said(ns, stack.platform.home)
+        for what, value in hidden.items()
+        if value in text
+    ]
+    assert not leaks, leaks
+    print(f"no secret in any log, event, object or manifest: {len(hidden)} values searched")
 
     # Deleting the pipeline: every child and every pod goes.
     kubectl("delete", "cpl", PIPELINE, f"--namespace={ns}", "--wait=true", "--timeout=120s")

@@ -11,7 +11,8 @@ ServiceAccount token. A replay pipeline's producer pod publishes the bundled rea
 Kafka, survives a SIGKILL without a duplicate or a gap, and its dashboard pod is opened in
 headless Chromium. The aggregator, trainer and predictor are not run here: no SparkApplication
 controller runs in this module, and the TensorFlow image is not imported (issue 13's test runs
-them); their pods wait, which the assertions below do not depend on.
+them); their pods wait, which the assertions below do not depend on. The attacker's view
+(issue 27) runs here too: a producer pod and a pod of another namespace try what they may not.
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ PRODUCER_METRICS_PORT = 9108
 AGGREGATOR_METRICS_PORT = 9109
 # Spark's web UI in the driver: its Prometheus servlet is at SPARK_METRICS_PATH.
 SPARK_UI_PORT = 4040
-SPARK_METRICS_PATH = "/metrics/prometheus"
+# With the slash: Jetty answers the bare path with a redirect to the pod's own address, which a
+# scrape through a proxy (the API server's) cannot follow.
+SPARK_METRICS_PATH = "/metrics/prometheus/"
 PREDICTOR_METRICS_PORT = 9110
 DASHBOARD_PORT = 8501
 # The shortest name limit among the children: a CronJob's name (52), since its Jobs append 11
