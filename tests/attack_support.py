@@ -171,6 +171,17 @@ def command(position: Position) -> list[str]:
     ]  # fmt: skip
 
 
+def reach_kafka(position: Position) -> list[str]:
+    """`kubectl exec` arguments that print `reached` when the pod opens a TCP connection to the
+    position's Kafka address."""
+    host, port = position.config["kafka"].rsplit(":", 1)
+    probe = (
+        f"import socket; socket.create_connection(({host!r}, {port}), timeout=5).close(); "
+        "print('reached')"
+    )
+    return ["exec", f"--namespace={position.namespace}", position.pod, "--", "python", "-c", probe]
+
+
 def table(outcomes: dict[str, dict[str, list[str]]]) -> str:
     """A markdown table: one row per attempt, one column per position."""
     positions = list(outcomes)

@@ -1,8 +1,31 @@
-"""Reading whole topics of the test bed's Kafka, for checks on what a component published."""
+"""Reading whole topics of the test bed's Kafka, for checks on what a component published, and
+the broker's SCRAM super user for the tests that make users."""
 
 from __future__ import annotations
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient, ScramMechanism, UserScramCredentialUpsertion
+
+from cryptopipe_testbed.components import kafka
+
+
+def scram_admin() -> tuple[str, str]:
+    """The broker's SCRAM super user, made over PLAINTEXT (as ANONYMOUS, the other super user)
+    with the test bed's one password for it, so tests running side by side never log each
+    other's clients out: (username, password)."""
+    password = kafka.scram_admin_password()
+    root = KafkaAdminClient(bootstrap_servers=f"{kafka.HOST}:{kafka.BROKER_PORT}")
+    try:
+        root.alter_user_scram_credentials(
+            [
+                UserScramCredentialUpsertion(
+                    kafka.SCRAM_ADMIN, ScramMechanism.SCRAM_SHA_512, password
+                )
+            ]
+        )
+    finally:
+        root.close()
+    return kafka.SCRAM_ADMIN, password
 
 
 def read_topic(bootstrap: str, topic: str) -> list[bytes]:

@@ -1,6 +1,6 @@
 """The platform chart (charts/cryptopipe-platform) installed in real pods on the test bed's node.
 
-Values for the node (external Kafka through the node's pod listener, local-path volumes, our
+Values for the node (external Kafka through the node's SCRAM pod listener, local-path volumes, our
 images and the PostgreSQL stand-in from containerd, small requests), the release's pods, and
 WebHDFS calls from this machine, which routes the pods' addresses to the node's pod bridge.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kafka_support import scram_admin
 from node_support import get, helm, is_ready, kubectl, wait_for
 
 from cryptopipe_testbed import node_images, node_load
@@ -30,6 +31,7 @@ PREFIX = "cryptopipe"  # the chart's platformName
 OUR_IMAGES = ("hadoop", "hive-metastore", "producer")
 COMPONENTS = ("hdfs-namenode", "hdfs-datanode", "hive-metastore", "postgres")
 SECRET = f"{PREFIX}-hive-metastore-db"
+KAFKA_SECRET = "kafka-client"  # the broker's SCRAM user for the helm test's Kafka round trip
 KEPT_CLAIMS = {
     f"name-{PREFIX}-hdfs-namenode-0",
     f"data-{PREFIX}-hdfs-datanode-0",
@@ -52,7 +54,12 @@ def values(env: dict[str, str]) -> dict[str, Any]:
         "persistence": {"storageClass": env["CRYPTOPIPE_NODE_STORAGE_CLASS"]},
         "kafka": {
             "provider": "external",
-            "external": {"bootstrapServers": env["CRYPTOPIPE_KAFKA_POD_BOOTSTRAP"]},
+            "external": {
+                "bootstrapServers": env["CRYPTOPIPE_KAFKA_POD_SCRAM_BOOTSTRAP"],
+                "securityProtocol": "SASL_PLAINTEXT",
+                "saslMechanism": "SCRAM-SHA-512",
+                "authSecret": KAFKA_SECRET,
+            },
         },
         "hdfs": {
             "namenode": {"storage": "1Gi", "heap": "256m", "resources": JVM},
@@ -194,6 +201,11 @@ def installed(
     and the kept claims and their volumes deleted (the namespace is the caller's)."""
     values_file = home / "platform-values.yaml"
     values_file.write_text(yaml.safe_dump(merged(values(env), overrides or {})))
+    username, password = scram_admin()
+    kubectl(
+        "create", "secret", "generic", KAFKA_SECRET, f"--namespace={namespace}",
+        f"--from-literal=username={username}", f"--from-literal=password={password}",
+    )  # fmt: skip
     installing = Platform(namespace, home, values_file, 0.0)
     try:
         began = time.monotonic()

@@ -49,8 +49,7 @@ import yaml
 from aggregate_support import TradeStream, mismatches, reference
 from browser_support import ARTIFACTS, chromium, page_text, screenshot
 from confluent_support import confluent_records
-from kafka.admin import KafkaAdminClient, ScramMechanism, UserScramCredentialUpsertion
-from kafka_support import end_offset, read_topic
+from kafka_support import end_offset, read_topic, scram_admin
 from kind_support import differences, host_state
 from node_support import against, get, helm, is_ready, kubeconfig, kubectl, port_forward, wait_for
 from platform_support import THRIFT_PORT, WEBHDFS_PORT, Platform, Resolve, webhdfs
@@ -282,24 +281,6 @@ def tune_operator(home: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def scram_admin(env: dict[str, str]) -> str:
-    """The broker's SCRAM super user, made over PLAINTEXT with the test bed's password for it
-    (the same for every test, so the tests beside this one keep logging in); the password."""
-    password = env["CRYPTOPIPE_KAFKA_SCRAM_ADMIN_PASSWORD"]
-    root = KafkaAdminClient(bootstrap_servers=env["CRYPTOPIPE_KAFKA_BOOTSTRAP"])
-    try:
-        root.alter_user_scram_credentials(
-            [
-                UserScramCredentialUpsertion(
-                    env["CRYPTOPIPE_KAFKA_SCRAM_ADMIN"], ScramMechanism.SCRAM_SHA_512, password
-                )
-            ]
-        )
-    finally:
-        root.close()
-    return password
-
-
 def kafka_user_of(pod: dict[str, Any]) -> str:
     """The Secret a pod's Kafka client takes its SCRAM user from (kafka.manageUsers)."""
     env = {e["name"]: e for e in pod["spec"]["containers"][0].get("env", [])}
@@ -326,9 +307,7 @@ def stack(
     # The broker's SCRAM listener, as an authenticating managed Kafka: its admin made over
     # PLAINTEXT (the test bed's super user), handed to `scripts/cluster` as a user would.
     credentials = home / "kafka-admin"
-    credentials.write_text(
-        f"username={env['CRYPTOPIPE_KAFKA_SCRAM_ADMIN']}\npassword={scram_admin(env)}\n"
-    )
+    credentials.write_text("username={}\npassword={}\n".format(*scram_admin()))
     try:
         timings["scripts/cluster up"] = cluster(
             "up",

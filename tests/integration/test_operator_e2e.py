@@ -42,6 +42,7 @@ from kafka.admin import (
     UserScramCredentialUpsertion,
 )
 from kafka.errors import TopicAuthorizationFailedError
+from kafka_support import scram_admin
 from net_support import free_port
 from node_support import restricted_namespace, wait_for
 
@@ -997,13 +998,8 @@ def test_each_component_connects_to_kafka_as_its_own_user(
     pods read; Kafka itself then allows each user its own topics and nothing else, and takes
     back a symbol's ACLs when it leaves its pool."""
     brokers = testbed.ensure("kafka")
-    admin_user = brokers["CRYPTOPIPE_KAFKA_SCRAM_ADMIN"]
-    admin_password = brokers["CRYPTOPIPE_KAFKA_SCRAM_ADMIN_PASSWORD"]  # shared with other tests
+    admin_user, admin_password = scram_admin()
     root = KafkaAdminClient(bootstrap_servers=brokers["CRYPTOPIPE_KAFKA_BOOTSTRAP"])
-    mechanism = ScramMechanism.SCRAM_SHA_512
-    root.alter_user_scram_credentials(
-        [UserScramCredentialUpsertion(admin_user, mechanism, admin_password)]
-    )
     scram = brokers["CRYPTOPIPE_KAFKA_SCRAM_BOOTSTRAP"]
     platform = {
         "kafka": {

@@ -21,7 +21,7 @@ def _properties(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if line)
 
 
-def test_kafka_never_creates_topics_and_only_the_pod_listeners_leave_loopback(
+def test_kafka_never_creates_topics_and_only_the_pods_scram_listener_leaves_loopback(
     tmp_path: Path,
 ) -> None:
     settings = _properties(server_properties(tmp_path))
@@ -30,14 +30,12 @@ def test_kafka_never_creates_topics_and_only_the_pod_listeners_leave_loopback(
     assert listeners == {
         "PLAINTEXT": "127.0.0.1:19092",
         "CONTROLLER": "127.0.0.1:19093",
-        "PODS": "0.0.0.0:19094",
         "SCRAM": "127.0.0.1:19095",
         "PODS_SCRAM": "0.0.0.0:19096",
     }
     advertised = dict(item.split("://") for item in settings["advertised.listeners"].split(","))
     assert advertised == {
         "PLAINTEXT": "127.0.0.1:19092",
-        "PODS": "10.242.0.1:19094",
         "SCRAM": "127.0.0.1:19095",
         "PODS_SCRAM": "10.242.0.1:19096",
     }
@@ -51,7 +49,8 @@ def test_kafka_holds_only_the_scram_listeners_to_acls(tmp_path: Path) -> None:
         item.split(":") for item in settings["listener.security.protocol.map"].split(",")
     )
     assert protocols["SCRAM"] == protocols["PODS_SCRAM"] == "SASL_PLAINTEXT"
-    assert protocols["PLAINTEXT"] == protocols["PODS"] == "PLAINTEXT"
+    assert protocols["PLAINTEXT"] == "PLAINTEXT"
+    assert "PODS" not in protocols  # pods get no unauthenticated listener
     assert settings["authorizer.class.name"].endswith("StandardAuthorizer")
     assert settings["super.users"] == "User:ANONYMOUS;User:cryptopipe-admin"
     # Without a login module per SASL listener and mechanism the broker refuses to start.

@@ -15,12 +15,12 @@ HOST = "127.0.0.1"
 BROKER_PORT = 19092
 CONTROLLER_PORT = 19093
 # Pods on the real node reach the broker through the node's address, which exists only while
-# the node is up; the listener binds every address so Kafka need not restart when it appears.
+# the node is up; their listener binds every address so Kafka need not restart when it appears.
 POD_LISTENER_ADDRESS = NODE_IP
-POD_PORT = 19094
 # SASL (SCRAM) listeners, for this machine and for pods: the only ones the authorizer holds to
-# ACLs. The PLAINTEXT ones stay open (their principal, ANONYMOUS, is a super user) for every
-# test that is not about security, and for the admin calls that create users and ACLs.
+# ACLs, and the only one pods get. The PLAINTEXT one, on loopback only (its principal,
+# ANONYMOUS, is a super user), serves the tests that are not about security and the admin calls
+# that create users and ACLs.
 SCRAM_PORT = 19095
 POD_SCRAM_PORT = 19096
 SCRAM_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
@@ -55,17 +55,16 @@ def server_properties(data_dir: Path) -> str:
         "controller.quorum.bootstrap.servers": f"{HOST}:{CONTROLLER_PORT}",
         "listeners": (
             f"PLAINTEXT://{HOST}:{BROKER_PORT},CONTROLLER://{HOST}:{CONTROLLER_PORT},"
-            f"PODS://0.0.0.0:{POD_PORT},SCRAM://{HOST}:{SCRAM_PORT},"
-            f"PODS_SCRAM://0.0.0.0:{POD_SCRAM_PORT}"
+            f"SCRAM://{HOST}:{SCRAM_PORT},PODS_SCRAM://0.0.0.0:{POD_SCRAM_PORT}"
         ),
         "advertised.listeners": (
-            f"PLAINTEXT://{HOST}:{BROKER_PORT},PODS://{POD_LISTENER_ADDRESS}:{POD_PORT},"
-            f"SCRAM://{HOST}:{SCRAM_PORT},PODS_SCRAM://{POD_LISTENER_ADDRESS}:{POD_SCRAM_PORT}"
+            f"PLAINTEXT://{HOST}:{BROKER_PORT},SCRAM://{HOST}:{SCRAM_PORT},"
+            f"PODS_SCRAM://{POD_LISTENER_ADDRESS}:{POD_SCRAM_PORT}"
         ),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": (
-            "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,PODS:PLAINTEXT,"
+            "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
             "SCRAM:SASL_PLAINTEXT,PODS_SCRAM:SASL_PLAINTEXT"
         ),
         "sasl.enabled.mechanisms": ",".join(SCRAM_MECHANISMS),
@@ -158,7 +157,6 @@ class Kafka(Component):
     def env(self) -> dict[str, str]:
         return {
             "CRYPTOPIPE_KAFKA_BOOTSTRAP": self.address(),
-            "CRYPTOPIPE_KAFKA_POD_BOOTSTRAP": f"{POD_LISTENER_ADDRESS}:{POD_PORT}",
             "CRYPTOPIPE_KAFKA_SCRAM_BOOTSTRAP": f"{HOST}:{SCRAM_PORT}",
             "CRYPTOPIPE_KAFKA_POD_SCRAM_BOOTSTRAP": f"{POD_LISTENER_ADDRESS}:{POD_SCRAM_PORT}",
             "CRYPTOPIPE_KAFKA_SCRAM_ADMIN": SCRAM_ADMIN,
