@@ -90,6 +90,7 @@ def restarted(namespace: str, pod: dict[str, Any], status: dict[str, Any]) -> st
     tail = "\n".join(previous.splitlines()[-40:])
     return f"{name} restarted; last termination {last}; previous log:\n{tail}"
 
+
 def test_platform_runs_in_real_pods_on_the_node(platform: Platform) -> None:
     pods = all_ready(platform)
     assert set(pods) == set(COMPONENTS)
